@@ -1,0 +1,5 @@
+import sys
+
+from ddir_zoom.cli import main
+
+sys.exit(main())

@@ -1,0 +1,353 @@
+"""Loading and saving photos as float RGB arrays, keeping what an export must write back.
+
+A loaded `Photo` holds RGB as float32 in [0, 1] (height, width, 3) with the EXIF orientation
+already applied, alpha kept apart (so it can be resampled on its own and written back), and the
+EXIF block and ICC profile of the source for export. 16-bit sources keep their 16 bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import sys
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+
+# We check the pixel count from the header ourselves (`max_pixels`), before anything is decoded,
+# so Pillow's process-wide bomb limit would only get in the way of a user who raises ours.
+Image.MAX_IMAGE_PIXELS = None
+
+DEFAULT_MAX_PIXELS = 150_000_000
+"""Largest image `load_photo` accepts by default: 150 MP, 1.8 GB as float32 RGB."""
+
+READ_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WebP",
+                "BMP": "BMP"}
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+                 ".webp": "WEBP"}
+_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+_EXIF_ORIENTATION = 0x0112
+# Errors Pillow's decoders raise on damaged data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+                  IndexError, TypeError)
+
+
+class ImageLoadError(Exception):
+    """A photo could not be opened; the message names the file and the reason."""
+
+
+class ImageSaveError(Exception):
+    """A photo could not be written; the message names the file and the reason."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo.
+
+    rgb: float32 (height, width, 3) in [0, 1], EXIF orientation applied.
+    alpha: float32 (height, width) in [0, 1], or None when the source has no transparency.
+    exif: the source's EXIF block with its orientation reset to 1 (the pixels are upright now).
+    icc_profile: the source's ICC profile, or None (the pixels are then taken as sRGB).
+    bit_depth: 8 or 16, per channel, of the source.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    bit_depth: int = 8
+    source: Path | None = None
+    format: str | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode a JPEG, PNG, TIFF, WebP or BMP file into a `Photo`.
+
+    Raises ImageLoadError, naming the file, for a missing file, a file that is not a supported
+    image, a zero-size image, one with more than `max_pixels` pixels (checked from the header,
+    before decoding), and a truncated or corrupt file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a folder, not an image file")
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: {_why_unidentified(path)}") from None
+    except PermissionError:
+        raise ImageLoadError(f"{path}: permission denied") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageLoadError(f"{path}: corrupt image header ({exc})") from None
+    with image:
+        if image.format not in READ_FORMATS:
+            supported = ", ".join(sorted(set(READ_FORMATS.values())))
+            raise ImageLoadError(
+                f"{path}: {image.format} images are not supported (supported: {supported})")
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageLoadError(f"{path}: the image has zero size ({width}x{height})")
+        if width * height > max_pixels:
+            raise ImageLoadError(
+                f"{path}: the image is too large ({width}x{height} = {width * height / 1e6:.1f} "
+                f"megapixels; the limit is {max_pixels / 1e6:.1f} megapixels)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                photo = _decode(image)
+        except ImageLoadError:
+            raise
+        except MemoryError:
+            raise ImageLoadError(f"{path}: not enough memory to decode the image") from None
+        except _DECODE_ERRORS as exc:
+            raise ImageLoadError(f"{path}: the file is truncated or corrupt ({exc})") from None
+    photo.source = path
+    return photo
+
+
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP",
+               b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP"}
+
+
+def _why_unidentified(path: Path) -> str:
+    """Reason for a file Pillow could not identify: an image format with a broken header
+    (zero width or height included), or not an image at all."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not head:
+        return "the file is empty"
+    for signature, fmt in _SIGNATURES.items():
+        if head.startswith(signature) and (fmt != "WebP" or head[8:12] == b"WEBP"):
+            size = None
+            if fmt == "PNG" and head[12:16] == b"IHDR":
+                size = struct.unpack(">II", head[16:24])
+            elif fmt == "BMP" and len(head) >= 26:
+                size = struct.unpack("<ii", head[18:26])
+            if size is not None and (size[0] == 0 or size[1] == 0):
+                return f"the image has zero size ({abs(size[0])}x{abs(size[1])})"
+            return f"looks like a {fmt} file, but its header is damaged or unsupported"
+    return "not an image, or an image format that cannot be read"
+
+
+def _decode(image: Image.Image) -> Photo:
+    """Pixels, alpha and metadata of an opened image; orientation applied."""
+    fmt = READ_FORMATS[image.format]
+    tiles = list(image.tile)  # read before getexif(), which may decode the image (PNG)
+    icc = image.info.get("icc_profile") or None
+    exif = image.getexif()
+    orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+
+    if image.mode == "CMYK":
+        rgb, icc = _cmyk_to_srgb(image, icc)
+        alpha, bit_depth = None, 8
+    else:
+        rgb, alpha, bit_depth = _pixels(image, tiles)
+
+    rgb = _orient(rgb, orientation)
+    alpha = None if alpha is None else _orient(alpha, orientation)
+    exif_bytes = None
+    if len(exif):
+        if _EXIF_ORIENTATION in exif:
+            exif[_EXIF_ORIENTATION] = 1
+        exif_bytes = exif.tobytes()
+    return Photo(rgb=np.ascontiguousarray(rgb, dtype=np.float32),
+                 alpha=None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32),
+                 exif=exif_bytes, icc_profile=icc, bit_depth=bit_depth, format=fmt)
+
+
+def _pixels(image: Image.Image, tiles: list) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(rgb float32, alpha float32 or None, bit depth) of any Pillow mode."""
+    mode = image.mode
+    if mode in ("RGB", "RGBA") and any(";16" in _rawmode(t) for t in tiles):
+        data = _decode_16bit(image, tiles)
+        rgb = data[..., :3]
+        alpha = data[..., 3] if mode == "RGBA" else None
+        return rgb, alpha, 16
+    if mode.startswith("I;16"):
+        gray = np.asarray(image).astype(np.float32) / 65535.0
+        return np.repeat(gray[..., None], 3, axis=2), None, 16
+    if mode == "I":
+        # 32-bit integer images here are 16-bit data widened by Pillow (PNG, TIFF).
+        gray = np.clip(np.asarray(image).astype(np.float64) / 65535.0, 0.0, 1.0)
+        return np.repeat(gray[..., None].astype(np.float32), 3, axis=2), None, 16
+    if mode == "F":
+        gray = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32)), 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2), None, 16
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in image.info)
+    if mode in ("L", "LA", "La") or mode == "1":
+        converted = image.convert("LA" if has_alpha else "L")
+        data = np.asarray(converted).astype(np.float32) / 255.0
+        if has_alpha:
+            return np.repeat(data[..., :1], 3, axis=2), data[..., 1], 8
+        return np.repeat(data[..., None], 3, axis=2), None, 8
+    converted = image.convert("RGBA" if has_alpha else "RGB")
+    data = np.asarray(converted).astype(np.float32) / 255.0
+    if has_alpha:
+        return data[..., :3], data[..., 3], 8
+    return data, None, 8
+
+
+def _rawmode(tile: ImageFile._Tile) -> str:
+    args = tile.args
+    if isinstance(args, str):
+        return args
+    return str(args[0]) if isinstance(args, tuple) and args else ""
+
+
+def _decode_16bit(image: Image.Image, tiles: list) -> np.ndarray:
+    """Full 16-bit RGB(A) of a PNG or TIFF as float32 in [0, 1].
+
+    Pillow has no 16-bit colour mode and keeps only the high byte of each sample. Its decoders
+    unpack by a raw mode that names the byte order, so decoding a second time with the opposite
+    order yields the low bytes: two passes of Pillow's own C decoder give all 16 bits.
+    """
+    native_opposite = "16B" if sys.byteorder == "little" else "16L"
+    swap = {"16B": "16L", "16L": "16B", "16N": native_opposite}
+
+    def swapped(tile: ImageFile._Tile) -> ImageFile._Tile:
+        rawmode = _rawmode(tile)
+        for old, new in swap.items():
+            if rawmode.endswith(old):
+                rawmode = rawmode[: -len(old)] + new
+                break
+        args = rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:])
+        return tile._replace(args=args)
+
+    filename = image.filename
+    image.load()
+    high = np.asarray(image).astype(np.uint16)
+    with Image.open(filename) as again:
+        again.tile = [swapped(t) for t in tiles]
+        again.load()
+        low = np.asarray(again).astype(np.uint16)
+    return ((high << 8) | low).astype(np.float32) / 65535.0
+
+
+def _cmyk_to_srgb(image: Image.Image, icc: bytes | None) -> tuple[np.ndarray, None]:
+    """CMYK to sRGB, through the embedded profile when there is one. The CMYK profile no longer
+    describes the pixels afterwards, so it is dropped."""
+    converted = None
+    if icc:
+        with contextlib.suppress(ImageCms.PyCMSError, OSError):
+            source = ImageCms.ImageCmsProfile(ImageCms.core.profile_frombytes(icc))
+            converted = ImageCms.profileToProfile(
+                image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    if converted is None:
+        converted = image.convert("RGB")
+    return np.asarray(converted).astype(np.float32) / 255.0, None
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an (h, w[, c]) array, as Pillow's exif_transpose."""
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return np.swapaxes(array, 0, 1)
+    if orientation == 6:
+        return np.rot90(array, -1)
+    if orientation == 7:
+        return np.swapaxes(array, 0, 1)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(array, 1)
+    return array
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Float [0, 1] to uint8, rounding to nearest (NaN becomes 0)."""
+    return (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_photo(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    exif: bytes | None = None,
+    icc_profile: bytes | None = None,
+    quality: int = 95,
+) -> Path:
+    """Write float RGB in [0, 1] (and optional alpha) as 8-bit PNG, JPEG, TIFF or WebP.
+
+    The format follows the suffix. The file appears complete or not at all: it is written to a
+    temporary file beside the destination, then renamed over it. An existing file is replaced;
+    whether that is allowed is the caller's decision. JPEG has no alpha channel: alpha is dropped.
+    Raises ImageSaveError naming the file and the reason.
+    """
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        supported = ", ".join(sorted(WRITE_FORMATS))
+        raise ImageSaveError(f"{path}: unknown file type '{path.suffix}' (use one of {supported})")
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageSaveError(f"{path}: expected a non-empty (height, width, 3) array, "
+                             f"got shape {rgb.shape}")
+    if alpha is not None and np.shape(alpha) != rgb.shape[:2]:
+        raise ImageSaveError(f"{path}: alpha shape {np.shape(alpha)} does not match the image "
+                             f"{rgb.shape[:2]}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageSaveError(f"{path}: the folder {parent} does not exist")
+    if path.is_dir():
+        raise ImageSaveError(f"{path}: is a folder")
+
+    pixels = to_uint8(rgb)
+    if alpha is not None and fmt in _ALPHA_FORMATS:
+        pixels = np.concatenate([pixels, to_uint8(np.asarray(alpha))[..., None]], axis=2)
+    image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
+    options: dict = {}
+    if exif:
+        options["exif"] = exif
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = int(quality)
+    if fmt == "TIFF":
+        options["compression"] = "tiff_deflate"
+
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise ImageSaveError(f"{path}: cannot write in {parent} ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format=fmt, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates the file private; give it the permissions a normal new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise ImageSaveError(f"{path}: could not be written ({exc})") from None
+        raise
+    return path

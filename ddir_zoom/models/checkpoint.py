@@ -1,0 +1,126 @@
+"""Self-describing model files: the architecture config and weights in one safetensors file.
+
+Loading never runs code from the file (safetensors holds only tensors and a JSON header). The
+config is checked, the model built from it, and every tensor's name and shape compared with the
+model before any is used, so a corrupt file, another architecture or mismatched shapes give a
+clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ddir_zoom.models.base import ImplicitSR
+from ddir_zoom.models.registry import make_model
+
+FORMAT = "ddir-zoom"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A model file could not be used; the message names the file and the reason."""
+
+
+def save_checkpoint(model: ImplicitSR, path: str | os.PathLike,
+                    info: dict[str, Any] | None = None) -> Path:
+    """Write `model` (its config and weights) and free-form JSON `info` (training data,
+    command, results) atomically to `path`."""
+    path = Path(path)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(model.config),
+        "info": json.dumps(info or {}),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, info) of a checkpoint, without loading its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a safetensors model file, or it is corrupt "
+                              f"({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a ddir-zoom model file (no '{FORMAT}' header)")
+    try:
+        version = int(metadata.get("format_version", "0"))
+    except ValueError:
+        version = -1
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: model file format version {metadata.get('format_version')}"
+                              f" is not supported (this ddir-zoom reads version {FORMAT_VERSION})")
+    try:
+        config = json.loads(metadata["config"])
+        info = json.loads(metadata.get("info", "{}"))
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: damaged header ({exc})") from None
+    return config, info
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    expect_model: str | None = None,
+) -> tuple[ImplicitSR, dict[str, Any]]:
+    """(model in eval mode on `device`, info) from a file written by `save_checkpoint`.
+
+    expect_model: 'ddir' or 'liif' to refuse a file of the other kind.
+    """
+    path = Path(path)
+    config, info = read_header(path)
+    if expect_model is not None and config.get("model") != expect_model:
+        raise CheckpointError(f"{path}: holds a {config.get('model')!r} model, "
+                              f"not {expect_model!r}")
+    try:
+        model = make_model(config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: unusable architecture config ({exc})") from None
+
+    expected = model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = set(handle.keys())
+            missing = sorted(set(expected) - names)
+            unexpected = sorted(names - set(expected))
+            if missing or unexpected:
+                raise CheckpointError(
+                    f"{path}: weights do not match the {config['model']} architecture it "
+                    f"declares (missing: {missing[:5]}, unexpected: {unexpected[:5]})")
+            state = {}
+            for name in expected:
+                shape = tuple(handle.get_slice(name).get_shape())
+                if shape != tuple(expected[name].shape):
+                    raise CheckpointError(
+                        f"{path}: tensor {name} has shape {shape}, the architecture needs "
+                        f"{tuple(expected[name].shape)}")
+                state[name] = handle.get_tensor(name)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: corrupt weights ({exc})") from None
+    for name, tensor in state.items():
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values")
+    model.load_state_dict(state)
+    return model.to(device).eval(), info

@@ -1,0 +1,244 @@
+"""The local implicit decoder of LIIF (Chen et al. 2021) that DDIR uses for both of its branches.
+
+Coordinates. A query is a point (y, x) in LR pixel units: the LR image spans [0, h) x [0, w) and
+latent (i, j) sits at the centre of LR pixel (i, j), at (i + 0.5, j + 0.5). Output pixel (r, c) of
+an upscale by s queries ((r + 0.5) / s, (c + 0.5) / s) with the cell (1 / s, 1 / s): LIIF's
+pixel-centre convention. The MLP sees relative coordinates and cells in LIIF's units, where
+the image spans [-1, 1], that is 2 / h per LR row: a relative offset of d LR pixels is fed as 2d.
+
+Each query is decoded from its 4 nearest latents (feature unfolding: each latent is the 3x3
+neighbourhood of the feature map, zero outside the image) and the 4 predictions are blended with
+weights S_i / S, S_i the area of the rectangle between the query and the diagonally opposite
+latent.
+
+Two exact ways to evaluate the decoder:
+- plain (`decode_plain`): gather the 9*C unfolded latent of each neighbour and run the MLP, as the
+  LIIF code does. The reference.
+- fast (`decode`): the first MLP layer is linear in its input, so its feature part
+  W_feat @ unfold(F) is a 3x3 convolution of F, computed once per LR position (`project`) and
+  reused by every query that touches it. A query then only adds its coordinate, cell and extra
+  terms and runs the remaining layers. The gather reads D values per neighbour instead of 9*C.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEIGHBOUR_OFFSETS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+"""(dy, dx) of the 4 ensemble neighbours: top-left, top-right, bottom-left, bottom-right."""
+_EPS_SHIFT = 1e-6  # LR pixels; breaks ties when a query sits exactly between two latents.
+_AREA_EPS = 1e-9
+
+
+class MLP(nn.Module):
+    """Linear-ReLU stack: in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        last = in_dim
+        for width in hidden:
+            layers += [nn.Linear(last, width), nn.ReLU(inplace=True)]
+            last = width
+        layers.append(nn.Linear(last, out_dim))
+        self.layers = nn.Sequential(*layers)
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self.layers if isinstance(m, nn.Linear)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+@dataclass
+class Neighbours:
+    """The local ensemble of a batch of queries; leading dimension 4 follows NEIGHBOUR_OFFSETS.
+
+    index_y, index_x: (4, B, N) LR row and column of each neighbour latent (whole-image indices).
+    rel: (4, B, N, 2) query minus latent centre, in LIIF units (2 per LR pixel).
+    weights: (4, B, N) blending weights S_i / S, summing to 1 over the 4 neighbours.
+    """
+
+    index_y: torch.Tensor
+    index_x: torch.Tensor
+    rel: torch.Tensor
+    weights: torch.Tensor
+
+
+def local_ensemble(
+    coords: torch.Tensor, image_hw: tuple[int, int], dtype: torch.dtype = torch.float32
+) -> Neighbours:
+    """Neighbours of queries `coords` (B, N, 2) as (y, x) in LR pixel units (see module doc).
+
+    Queries outside the image take the nearest latents inside it, as LIIF's clamping does. The
+    geometry is computed in the coordinates' own precision (float64 keeps large images exact)
+    and returned in `dtype`.
+    """
+    h, w = image_hw
+    offsets = coords.new_tensor(NEIGHBOUR_OFFSETS).view(4, 1, 1, 2)
+    shifted = coords.unsqueeze(0) + offsets * 0.5 + _EPS_SHIFT
+    index = torch.floor(shifted).long()
+    index_y = index[..., 0].clamp_(0, h - 1)
+    index_x = index[..., 1].clamp_(0, w - 1)
+    centre = torch.stack([index_y, index_x], dim=-1).to(coords.dtype) + 0.5
+    rel = 2.0 * (coords.unsqueeze(0) - centre)
+    area = (rel[..., 0] * rel[..., 1]).abs() + _AREA_EPS
+    # Each prediction is weighted by the area towards the diagonally opposite latent.
+    weights = area.flip(0) / area.sum(0, keepdim=True)
+    return Neighbours(index_y, index_x, rel.to(dtype), weights.to(dtype))
+
+
+@dataclass
+class LatentGrid:
+    """Per-position first-layer projections of one decoder over a rectangle of the LR grid.
+
+    values: (B, rows, cols, D), channels last, D the decoder's first hidden width.
+    origin: (y0, x0), the LR pixel of values[:, 0, 0]. The whole image has origin (0, 0); the
+    engine decodes from tiles with an offset origin.
+    """
+
+    values: torch.Tensor
+    origin: tuple[int, int] = (0, 0)
+
+
+class LocalImplicitDecoder(nn.Module):
+    """f_theta over [unfolded latent (9*C), relative coord (2), cell (2), extra (E)] -> out_dim,
+    blended over the 4-neighbour local ensemble."""
+
+    def __init__(self, feat_dim: int, extra_dim: int, hidden: Sequence[int], out_dim: int = 3):
+        super().__init__()
+        if not hidden:
+            raise ValueError("the decoder needs at least one hidden layer")
+        self.feat_dim = feat_dim
+        self.extra_dim = extra_dim
+        self.hidden = list(hidden)
+        self.out_dim = out_dim
+        self.mlp = MLP(9 * feat_dim + 4 + extra_dim, hidden, out_dim)
+
+    # --- weight views of the first layer, by input block -------------------------------------
+    def _first_weights(self) -> tuple[torch.Tensor, ...]:
+        first = self.mlp.linears[0]
+        k = 9 * self.feat_dim
+        weight = first.weight
+        return weight[:, :k], weight[:, k:k + 2], weight[:, k + 2:k + 4], weight[:, k + 4:]
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """W_feat @ unfold(features) at every LR position: (B, C, h, w) -> (B, h, w, D).
+
+        Zero padding stands for the zeros feature unfolding sees outside the image; the engine
+        crops the outer ring of a tile, where the padding would not be the image border.
+        """
+        w_feat = self._first_weights()[0]
+        kernel = w_feat.reshape(w_feat.shape[0], self.feat_dim, 3, 3)
+        projected = F.conv2d(features, kernel, padding=1)
+        return projected.permute(0, 2, 3, 1).contiguous()
+
+    def decode(
+        self,
+        grid: LatentGrid,
+        nb: Neighbours,
+        cells: torch.Tensor,
+        extra: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fast path. cells (B, N, 2) in LR pixels; extra (B, N, E) per query, or (B, 1, E) per
+        image (DDIR's appearance embedding).
+
+        Returns (blended (B, N, out), per-neighbour predictions (4, B, N, out)).
+        """
+        values = grid.values
+        batch, rows, cols, width = values.shape
+        n = cells.shape[1]
+        iy = nb.index_y - grid.origin[0]
+        ix = nb.index_x - grid.origin[1]
+        if bool((iy.min() < 0) | (iy.max() >= rows) | (ix.min() < 0) | (ix.max() >= cols)):
+            raise IndexError("a query needs latents outside the given LatentGrid")
+        batch_offset = torch.arange(batch, device=iy.device).view(1, batch, 1) * rows
+        flat_index = ((batch_offset + iy) * cols + ix).reshape(-1)
+        hidden = values.reshape(-1, width).index_select(0, flat_index)
+
+        # Everything else of the first layer in one small-K product added onto the gathered
+        # projections: rows [rel (2), cell (2), per-query extra (E), one-hot batch (B)] times
+        # [W_rel; W_cell; W_extra; per-image bias]. One pass instead of one per term.
+        _, w_rel, w_cell, w_extra = self._first_weights()
+        bias = self.mlp.linears[0].bias.expand(batch, width)
+        per_query = [2.0 * cells]
+        weights = [w_rel, w_cell]
+        if self.extra_dim:
+            if extra is None:
+                raise ValueError("this decoder needs its extra input")
+            if extra.shape[1] == 1:
+                bias = bias + extra[:, 0] @ w_extra.t()
+            else:
+                per_query.append(extra)
+                weights.append(w_extra)
+        one_hot = torch.eye(batch, dtype=cells.dtype, device=cells.device)
+        per_query.append(one_hot.view(batch, 1, batch).expand(batch, n, batch))
+        small = torch.cat([nb.rel, torch.cat(per_query, -1).expand(4, -1, -1, -1)], -1)
+        small_weight = torch.cat([torch.cat(weights, 1).t(), bias], 0)
+        x = torch.addmm(hidden, small.reshape(4 * batch * n, -1), small_weight)
+        x = torch.relu_(x)
+        linears = self.mlp.linears
+        for layer in linears[1:-1]:
+            x = torch.relu_(torch.addmm(layer.bias, x, layer.weight.t()))
+        last = linears[-1]
+        preds = torch.addmm(last.bias, x, last.weight.t()).view(4, batch, n, self.out_dim)
+        return (preds * nb.weights.unsqueeze(-1)).sum(0), preds
+
+    def decode_plain(
+        self,
+        features: torch.Tensor,
+        nb: Neighbours,
+        cells: torch.Tensor,
+        extra: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference path over whole-image features (B, C, h, w); same contract as `decode`.
+
+        Gathers each neighbour's 3x3 neighbourhood per query rather than unfolding the whole
+        feature map, so memory grows with the number of queries, not 9x the image.
+        """
+        batch, channels, h, w = features.shape
+        n = cells.shape[1]
+        padded = F.pad(features, (1, 1, 1, 1)).permute(0, 2, 3, 1).reshape(-1, channels)
+        batch_offset = torch.arange(batch, device=features.device).view(batch, 1) * (h + 2)
+        rel_cell = 2.0 * cells
+        if self.extra_dim:
+            if extra is None:
+                raise ValueError("this decoder needs its extra input")
+            extra = extra.expand(batch, n, self.extra_dim)
+        preds = []
+        for k in range(4):
+            taps = []
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    row = batch_offset + nb.index_y[k] + 1 + dy
+                    taps.append(padded[row * (w + 2) + nb.index_x[k] + 1 + dx])
+            # Unfold order: channel-major, then the 3x3 position (as F.unfold).
+            latent = torch.stack(taps, dim=-1).reshape(batch, n, channels * 9)
+            parts = [latent, nb.rel[k], rel_cell] + ([extra] if self.extra_dim else [])
+            preds.append(self.mlp(torch.cat(parts, dim=-1)))
+        stacked = torch.stack(preds)
+        return (stacked * nb.weights.unsqueeze(-1)).sum(0), stacked
+
+    # --- cost model -----------------------------------------------------------------------------
+    def flops_per_query(self, fast: bool) -> int:
+        """FLOPs (2 x multiply-adds) of one query: 4 neighbour evaluations."""
+        dims = [9 * self.feat_dim + 4 + self.extra_dim, *self.hidden, self.out_dim]
+        layers = sum(a * b for a, b in itertools.pairwise(dims))
+        if fast:
+            # The first layer's feature part is done by `project`; cell and extra terms are
+            # shared by the 4 neighbours.
+            shared = (2 + self.extra_dim) * self.hidden[0]
+            layers -= dims[0] * self.hidden[0]
+            return 2 * (4 * (layers + 2 * self.hidden[0]) + shared)
+        return 2 * 4 * layers
+
+    def flops_per_projection(self) -> int:
+        """FLOPs of `project` at one LR position."""
+        return 2 * 9 * self.feat_dim * self.hidden[0]

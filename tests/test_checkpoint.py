@@ -1,0 +1,101 @@
+"""Model files: round trip, and a clear error for every way a file can be wrong."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ddir_zoom.models import CheckpointError, load_checkpoint, make_model, save_checkpoint
+from ddir_zoom.models.checkpoint import read_header
+
+CONFIG = {"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 8}, "hidden": [16, 16]}
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return make_model(CONFIG).eval()
+
+
+def _raw(path, tensors, config=CONFIG, **extra):
+    metadata = {"format": "ddir-zoom", "format_version": "1", "config": json.dumps(config),
+                "info": "{}", **extra}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_round_trip(tmp_path, model):
+    path = save_checkpoint(model, tmp_path / "m.safetensors", {"iterations": 12})
+    loaded, info = load_checkpoint(path)
+    assert info == {"iterations": 12}
+    assert loaded.config == CONFIG
+    lr = torch.rand(1, 3, 8, 8)
+    coords = torch.rand(1, 20, 2) * 8
+    cells = torch.full((1, 20, 2), 0.5)
+    with torch.no_grad():
+        assert torch.equal(model(lr, coords, cells)["rgb"], loaded(lr, coords, cells)["rgb"])
+    assert not list(tmp_path.glob("*.part"))
+    config, _ = read_header(path)
+    assert config == CONFIG
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "none.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00\x01garbage" * 10)
+    with pytest.raises(CheckpointError, match="not a safetensors"):
+        load_checkpoint(tmp_path / "junk.safetensors")
+
+
+def test_truncated_file(tmp_path, model):
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(path)
+
+
+def test_foreign_safetensors_file(tmp_path):
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a ddir-zoom model"):
+        load_checkpoint(tmp_path / "other.safetensors")
+
+
+def test_newer_format_version(tmp_path, model):
+    _raw(tmp_path / "v9.safetensors", model.state_dict(), format_version="9")
+    with pytest.raises(CheckpointError, match="version 9"):
+        load_checkpoint(tmp_path / "v9.safetensors")
+
+
+def test_wrong_kind_of_model(tmp_path, model):
+    path = save_checkpoint(model, tmp_path / "ddir.safetensors")
+    with pytest.raises(CheckpointError, match="not 'liif'"):
+        load_checkpoint(path, expect_model="liif")
+
+
+def test_bad_config(tmp_path, model):
+    _raw(tmp_path / "bad.safetensors", model.state_dict(), config={"model": "gan"})
+    with pytest.raises(CheckpointError, match="architecture config"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_weights_of_another_architecture(tmp_path, model):
+    liif = make_model({**CONFIG, "model": "liif"})
+    _raw(tmp_path / "mixed.safetensors", liif.state_dict())  # declares ddir, holds liif
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(tmp_path / "mixed.safetensors")
+
+
+def test_mismatched_shapes(tmp_path):
+    wider = make_model({**CONFIG, "hidden": [32, 32]})
+    _raw(tmp_path / "shape.safetensors", wider.state_dict())  # declares [16, 16]
+    with pytest.raises(CheckpointError, match="shape"):
+        load_checkpoint(tmp_path / "shape.safetensors")
+
+
+def test_non_finite_weights(tmp_path, model):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    next(iter(state.values()))[...] = float("nan")
+    _raw(tmp_path / "nan.safetensors", state)
+    with pytest.raises(CheckpointError, match="NaN"):
+        load_checkpoint(tmp_path / "nan.safetensors")

@@ -1,0 +1,142 @@
+"""A synthetic real-camera degradation: what a shorter focal length does to a photo.
+
+HR -> optical blur (isotropic or anisotropic Gaussian, on the HR grid) -> area downsampling by
+the scale (larger sensor footprint per pixel) -> photometric shift (exposure, white balance, tone
+curve, saturation: the image-level deformation DDIR's appearance embedding is for) ->
+signal-dependent sensor noise -> JPEG.
+
+Every random choice comes from the generator passed in, so a seed fixes the result. LR pixel i
+shows the HR point (i + 0.5) * scale, as everywhere in ddir-zoom.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ddir_zoom.imaging.io import to_uint8
+from ddir_zoom.imaging.resample import resample_region
+
+SCALE_RANGE = (1.5, 4.0)
+
+
+@dataclass(frozen=True)
+class DegradationParams:
+    """One draw of the degradation. Blur sigmas are in LR pixels (they scale with the zoom)."""
+
+    blur_sigma_major: float
+    blur_sigma_minor: float
+    blur_angle: float
+    exposure: float  # multiplicative gain on linear-ish values
+    white_balance: tuple[float, float, float]
+    gamma: float  # tone curve x ** gamma
+    saturation: float
+    noise_shot: float  # variance per unit signal
+    noise_read: float  # constant variance
+    jpeg_quality: int  # 0: no JPEG
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def draw_params(rng: np.random.Generator) -> DegradationParams:
+    """Draw degradation parameters. The ranges are moderate: a real wide shot is a little
+    softer, noisier and differently exposed than the telephoto shot, not ruined."""
+    major = float(rng.uniform(0.3, 1.0))
+    anisotropic = rng.random() < 0.4
+    minor = float(rng.uniform(0.3, major)) if anisotropic else major
+    wb = np.exp(rng.normal(0.0, 0.04, 3))
+    wb = wb / np.exp(np.log(wb).mean())  # white balance shifts colour, not brightness
+    noisy = rng.random() < 0.7
+    return DegradationParams(
+        blur_sigma_major=major,
+        blur_sigma_minor=minor,
+        blur_angle=float(rng.uniform(0, np.pi)),
+        exposure=float(np.exp(rng.normal(0.0, 0.12))),
+        white_balance=(float(wb[0]), float(wb[1]), float(wb[2])),
+        gamma=float(np.exp(rng.normal(0.0, 0.08))),
+        saturation=float(np.exp(rng.normal(0.0, 0.10))),
+        noise_shot=float(10 ** rng.uniform(-4.5, -3.0)) if noisy else 0.0,
+        noise_read=float(10 ** rng.uniform(-6.0, -4.5)) if noisy else 0.0,
+        jpeg_quality=int(rng.integers(70, 96)) if rng.random() < 0.6 else 0,
+    )
+
+
+def gaussian_kernel(sigma_major: float, sigma_minor: float, angle: float) -> np.ndarray:
+    """Normalised 2D Gaussian with the given axes (pixels) and rotation, odd size."""
+    radius = max(1, int(np.ceil(3.0 * sigma_major)))
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    u = c * x + s * y
+    v = -s * x + c * y
+    kernel = np.exp(-0.5 * ((u / sigma_major) ** 2 + (v / sigma_minor) ** 2))
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """'same' 2D convolution of (h, w, c) with edge replication (the kernel is symmetric)."""
+    r = kernel.shape[0] // 2
+    channels = image.shape[2]
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    weight = torch.from_numpy(kernel)[None, None].expand(channels, 1, *kernel.shape)
+    with torch.no_grad():
+        out = F.conv2d(x, weight.contiguous(), groups=channels)
+    return out[0].numpy().transpose(1, 2, 0).copy()
+
+
+def photometric(image: np.ndarray, p: DegradationParams) -> np.ndarray:
+    x = np.clip(image * p.exposure * np.asarray(p.white_balance, np.float32), 0.0, 1.0)
+    x = x ** p.gamma
+    gray = x.mean(axis=2, keepdims=True)
+    return np.clip(gray + (x - gray) * p.saturation, 0.0, 1.0)
+
+
+def add_noise(image: np.ndarray, p: DegradationParams, rng: np.random.Generator) -> np.ndarray:
+    if p.noise_shot == 0.0 and p.noise_read == 0.0:
+        return image
+    std = np.sqrt(p.noise_shot * image + p.noise_read)
+    noise = rng.standard_normal(image.shape).astype(np.float32)
+    return np.clip(image + std * noise, 0.0, 1.0)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    if quality <= 0:
+        return image
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB")).astype(np.float32) / 255.0
+
+
+def degrade(
+    hr: np.ndarray,
+    scale: float,
+    rng: np.random.Generator,
+    params: DegradationParams | None = None,
+    out_shape: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, DegradationParams]:
+    """LR image (float32 (h, w, 3) in [0, 1]) of `hr` at `scale` > 1, and the parameters used.
+
+    out_shape: LR size; default round(H / scale) x round(W / scale).
+    """
+    if scale <= 1.0:
+        raise ValueError(f"the degradation scale must exceed 1, got {scale}")
+    params = params or draw_params(rng)
+    hr = np.asarray(hr, dtype=np.float32)
+    kernel = gaussian_kernel(params.blur_sigma_major * scale, params.blur_sigma_minor * scale,
+                             params.blur_angle)
+    blurred = convolve(hr, kernel)
+    if out_shape is None:
+        out_shape = (max(1, round(hr.shape[0] / scale)), max(1, round(hr.shape[1] / scale)))
+    lr = resample_region(blurred, 1.0 / scale, (0, 0), out_shape, method="area")
+    lr = photometric(lr, params)
+    lr = add_noise(lr, params, rng)
+    lr = jpeg(lr, params.jpeg_quality)
+    return lr.astype(np.float32), params

@@ -1,0 +1,269 @@
+"""Train DDIR or LIIF with the paper's recipe, every knob on the command line.
+
+Recipe (PAPER.md): 48x48 LR patches, 2304 query pixels each, batch 16, Adam 2e-4 halved at
+regular steps, random flips and transpose, batches mixing scales. DDIR's loss is
+L1(SR, HR) + L1(deformation, HR - bicubic_up(LR)) in the normalised range; LIIF's is the first
+term. Data sources mix in one run (see `training.data`).
+
+Examples:
+  # the compact DDIR shipped in resources/weights (see its model card)
+  python -m training.train --model ddir --preset compact \\
+      --city100 ../shared/data/city100_iphonex --photos ../shared/data/photos \\
+      --iterations 40000 --out runs/ddir_compact
+  # the paper's model on the RealArbiSR dataset
+  python -m training.train --model ddir --preset paper --realarbisr /data/RealArbiSR \\
+      --iterations 75000 --out runs/ddir_paper
+  # continue a run
+  python -m training.train --resume runs/ddir_compact/last.pt
+
+A run folder holds last.pt (the whole training state, loaded with weights_only=True), best.pt's
+weights as best.safetensors (a model file the app and evaluate.py load), and log.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ddir_zoom.models import make_model, pick_device, preset_config, save_checkpoint
+from ddir_zoom.models.base import ImplicitSR
+from training.data import (
+    CITY100_EFFECTIVE_SCALE,
+    CITY100_VALIDATION,
+    City100Source,
+    Mixture,
+    RealArbiSRSource,
+    SyntheticSource,
+)
+from training.evaluate import city100_pairs, model_method, score, synthetic_pairs
+
+
+def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argparse.Namespace:
+    """The options; with only_given, just those on the command line (no defaults)."""
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=argparse.SUPPRESS if only_given else None)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=["ddir", "liif"], default="ddir")
+    g.add_argument("--preset", choices=["paper", "compact"], default="compact")
+    g.add_argument("--config", help="a JSON model config instead of a preset")
+    g = p.add_argument_group("data (mix any of them)")
+    g.add_argument("--realarbisr", action="append", default=[], metavar="DIR",
+                   help="RealArbiSR-layout root (DIR/Train/HR<scale>, LR<scale>)")
+    g.add_argument("--city100", metavar="DIR", help="City100 folder (NNNH/NNNL images)")
+    g.add_argument("--city100-scale", type=float, default=CITY100_EFFECTIVE_SCALE,
+                   help="effective scale between City100's L and H shots")
+    g.add_argument("--photos", action="append", default=[], metavar="DIR",
+                   help="folder of HR photos for the synthetic degradation (recursive)")
+    g.add_argument("--mix", default="",
+                   help="source weights, e.g. city100=1,synthetic=1 (default: equal)")
+    g.add_argument("--min-scale", type=float, default=1.5)
+    g.add_argument("--max-scale", type=float, default=4.0)
+    g = p.add_argument_group("recipe")
+    g.add_argument("--iterations", type=int, default=40000)
+    g.add_argument("--batch", type=int, default=16)
+    g.add_argument("--patch", type=int, default=48)
+    g.add_argument("--queries", type=int, default=2304)
+    g.add_argument("--lr", type=float, default=2e-4)
+    g.add_argument("--lr-step", type=int, help="halve the learning rate every N iterations "
+                   "(default: a fifth of --iterations, as the paper's 200 of 1000 epochs)")
+    g.add_argument("--lr-gamma", type=float, default=0.5)
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("validation and stopping")
+    g.add_argument("--val-every", type=int, default=1000)
+    g.add_argument("--val-city100", metavar="DIR",
+                   help="City100 folder for validation (default: --city100); scenes "
+                   f"{', '.join(CITY100_VALIDATION)} at --city100-scale")
+    g.add_argument("--val-synthetic", action="append", default=[], metavar="DIR",
+                   help="HR images degraded synthetically for validation")
+    g.add_argument("--val-scales", default="2.3,3.7", help="scales for --val-synthetic")
+    g.add_argument("--patience", type=int, default=0,
+                   help="stop after N validations without improvement (0: never)")
+    g.add_argument("--max-hours", type=float, default=0.0,
+                   help="stop after this long (0: no limit)")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default="runs/train", help="run folder")
+    g.add_argument("--resume", metavar="FILE", help="continue from a run's last.pt")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    return p.parse_args(argv)
+
+
+def build_sources(args: argparse.Namespace) -> Mixture:
+    scale_range = (args.min_scale, args.max_scale)
+    sources = []
+    for root in args.realarbisr:
+        sources.append(RealArbiSRSource(root))
+    if args.city100:
+        sources.append(City100Source(args.city100, effective_scale=args.city100_scale,
+                                     scale_range=scale_range))
+    if args.photos:
+        sources.append(SyntheticSource(args.photos, scale_range=scale_range))
+    weights = {}
+    for item in filter(None, args.mix.split(",")):
+        name, _, value = item.partition("=")
+        weights[name.strip()] = float(value)
+    unknown = set(weights) - {s.name for s in sources}
+    if unknown:
+        raise SystemExit(f"--mix names sources that are not given: {', '.join(sorted(unknown))}")
+    return Mixture(sources, [weights.get(s.name, 1.0) for s in sources])
+
+
+def loss_fn(model: ImplicitSR, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """The paper's loss in the normalised range (x - 0.5) / 0.5."""
+    out = model(batch["lr"], batch["coords"], batch["cells"])
+    hr = (batch["hr"] - 0.5) / 0.5
+    sr_loss = F.l1_loss(out["rgb"], hr)
+    parts = {"sr": sr_loss.item()}
+    loss = sr_loss
+    if "deformation" in out:
+        target = (batch["hr"] - batch["bicubic"]) / 0.5
+        deformation_loss = F.l1_loss(out["deformation"], target)
+        parts["deformation"] = deformation_loss.item()
+        loss = loss + deformation_loss
+    return loss, parts
+
+
+def validate(model: ImplicitSR, val_sets: list[tuple[str, list]]) -> dict[str, float]:
+    model.eval()
+    results = {}
+    with torch.inference_mode():
+        for name, pairs in val_sets:
+            results[name] = score(pairs, {"model": model_method(model)})["model"]["psnr"]
+    model.train()
+    return results
+
+
+def learning_rate(args: argparse.Namespace, step: int) -> float:
+    lr_step = args.lr_step or max(1, args.iterations // 5)
+    return args.lr * args.lr_gamma ** (step // lr_step)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python -m training.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    state = None
+    if args.resume:
+        state = torch.load(args.resume, map_location="cpu", weights_only=True)
+        saved = state["args"]
+        # Keep the run's own settings; only stopping and device knobs may change on resume.
+        given = vars(parse_args(argv, only_given=True))
+        for key in ("iterations", "patience", "max_hours", "device", "threads", "val_every"):
+            if key in given:
+                saved[key] = given[key]
+        args = argparse.Namespace(**saved)
+        args.resume = str(Path(state["out"]) / "last.pt")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    config = json.loads(args.config) if args.config else preset_config(args.model, args.preset)
+    torch.manual_seed(args.seed)
+    model = make_model(config).to(device)
+    model.use_channels_last()
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    rng = np.random.default_rng(args.seed)
+    step, best, stale, elapsed = 0, -math.inf, 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, best, stale, elapsed = state["step"], state["best"], state["stale"], state["elapsed"]
+
+    print(f"{model.name} {config} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+          f"parameters | {device} | {torch.get_num_threads()} threads", flush=True)
+    data = build_sources(args)
+    print("sources: " + ", ".join(f"{s.name} ({w:.2f})" for s, w in
+                                  zip(data.sources, data.weights, strict=True)), flush=True)
+    val_sets = []
+    val_city = args.val_city100 or args.city100
+    if val_city:
+        val_sets.append((f"city100_x{args.city100_scale:g}",
+                         city100_pairs(val_city, CITY100_VALIDATION, args.city100_scale)))
+    for folder in args.val_synthetic:
+        for s in (float(v) for v in args.val_scales.split(",")):
+            val_sets.append((f"{Path(folder).name}_x{s:g}", synthetic_pairs(folder, s)))
+
+    def save_state() -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "step": step, "best": best, "stale": stale, "elapsed": elapsed,
+                    "args": vars(args), "out": str(out)}, out / "last.pt.part")
+        os.replace(out / "last.pt.part", out / "last.pt")
+
+    log = open(out / "log.jsonl", "a")  # noqa: SIM115 - open for the whole run
+    model.train()
+    deformation = model.name == "ddir"
+    bar = tqdm(total=args.iterations, initial=step, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 60.0)
+    window: list[float] = []
+    started = time.perf_counter() - elapsed
+    stop_reason = "iterations done"
+    while step < args.iterations:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(args, step)
+        batch = data.batch(rng, args.batch, args.patch, args.queries, deformation)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        loss, parts = loss_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        window.append(loss.item())
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(window[-50:]):.4f}",
+                            lr=f"{optimizer.param_groups[0]['lr']:.1e}")
+        elapsed = time.perf_counter() - started
+        if step % args.val_every == 0 or step == args.iterations:
+            scores = validate(model, val_sets) if val_sets else {}
+            mean = float(np.mean(list(scores.values()))) if scores else -float(np.mean(window))
+            improved = mean > best
+            record = {"step": step, "loss": float(np.mean(window)), **parts,
+                      "lr": optimizer.param_groups[0]["lr"], "val_psnr": scores,
+                      "elapsed_s": round(elapsed, 1), "improved": improved}
+            window = []
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            tqdm.write(json.dumps(record))
+            if improved:
+                best, stale = mean, 0
+                info = {"data": [s.name for s in data.sources], "command": command,
+                        "iterations": step, "wall_time_s": round(elapsed),
+                        "validation_psnr_y": scores, "seed": args.seed,
+                        "machine": f"{platform.machine()} {device}, "
+                                   f"{torch.get_num_threads()} threads"}
+                save_checkpoint(model, out / "best.safetensors", info)
+            else:
+                stale += 1
+            save_state()
+            if args.patience and stale >= args.patience:
+                stop_reason = f"no improvement in {stale} validations"
+                break
+        if args.max_hours and elapsed > args.max_hours * 3600:
+            stop_reason = f"time limit of {args.max_hours} h"
+            save_state()
+            break
+    bar.close()
+    print(f"stopped at step {step}: {stop_reason}; best validation PSNR-Y {best:.3f} dB; "
+          f"{elapsed / 3600:.2f} h", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
