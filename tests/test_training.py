@@ -1,0 +1,277 @@
+"""Training and evaluation: the degradation, the data geometry, a few real training steps, and
+evaluation against direct computation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddir_zoom.imaging import load_photo, resize
+from ddir_zoom.imaging.resample import sample_bicubic
+from ddir_zoom.models import load_checkpoint
+from ddir_zoom.models.upscale import upscale_image
+from training import evaluate, train
+from training.data import (
+    City100Source,
+    Mixture,
+    RealArbiSRSource,
+    SyntheticSource,
+    area_region,
+    augment,
+    hr_pixels_in_patch,
+)
+from training.degradation import degrade, draw_params, gaussian_kernel
+from training.metrics import psnr_y, rgb_to_y, shave_for_scale, ssim_y
+
+
+def _smooth_photo(rng, h, w):
+    """A photo-like image: smooth colour fields plus some texture."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([np.sin(7 * x + 2 * y), np.cos(5 * y - 3 * x), np.sin(4 * x * y + 1)], -1)
+    texture = resize(rng.random((h // 4 + 1, w // 4 + 1, 3)), size=(h, w))
+    return np.clip(0.5 + 0.3 * base + 0.2 * (texture - 0.5), 0, 1).astype(np.float32)
+
+
+def _save(path, rgb):
+    Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+
+
+# --- degradation ----------------------------------------------------------------------------
+
+def test_degradation_is_seeded_and_sized(rng):
+    hr = _smooth_photo(rng, 90, 120)
+    a, pa = degrade(hr, 2.5, np.random.default_rng(7))
+    b, pb = degrade(hr, 2.5, np.random.default_rng(7))
+    c, _ = degrade(hr, 2.5, np.random.default_rng(8))
+    assert np.array_equal(a, b) and pa == pb
+    assert not np.array_equal(a, c)
+    assert a.shape == (36, 48, 3) and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+
+
+def test_degradation_softens_shifts_and_varies(rng):
+    """Over many draws: blur lowers high frequencies, photometric shifts change the mean, and
+    anisotropic blur, noise and JPEG each occur."""
+    params = [draw_params(np.random.default_rng(i)) for i in range(200)]
+    assert any(p.blur_sigma_minor < p.blur_sigma_major for p in params)
+    assert any(p.blur_sigma_minor == p.blur_sigma_major for p in params)
+    assert any(p.noise_shot > 0 for p in params) and any(p.noise_shot == 0 for p in params)
+    assert any(p.jpeg_quality > 0 for p in params) and any(p.jpeg_quality == 0 for p in params)
+    exposures = np.array([p.exposure for p in params])
+    assert exposures.std() > 0.05 and abs(np.log(exposures).mean()) < 0.05
+    for p in params[:20]:
+        assert np.prod(p.white_balance) == pytest.approx(1.0)
+
+
+def test_each_stage_does_what_it_says(rng):
+    hr = rng.random((120, 120, 3)).astype(np.float32)
+    clean = resize(hr, scale=0.5, method="area")
+    neutral = dict(blur_sigma_major=1e-3, blur_sigma_minor=1e-3, blur_angle=0.0, exposure=1.0,
+                   white_balance=(1.0, 1.0, 1.0), gamma=1.0, saturation=1.0, noise_shot=0.0,
+                   noise_read=0.0, jpeg_quality=0)
+    from training.degradation import DegradationParams
+
+    def run(**change):
+        lr, _ = degrade(hr, 2.0, np.random.default_rng(0), DegradationParams(**{**neutral,
+                                                                                 **change}))
+        return lr
+
+    np.testing.assert_allclose(run(), clean, atol=1e-5)  # neutral = plain area downsampling
+
+    def detail(x):
+        return np.abs(np.diff(x, axis=1)).mean()
+
+    assert detail(run(blur_sigma_major=1.0, blur_sigma_minor=1.0)) < 0.7 * detail(clean)
+    assert run(exposure=0.8).mean() == pytest.approx(0.8 * clean.mean(), rel=1e-3)
+    assert run(gamma=1.5).mean() < clean.mean() - 0.03
+    assert np.abs(run(noise_shot=1e-3) - clean).std() > 0.01
+    assert 0.003 < np.abs(run(jpeg_quality=75) - clean).mean() < 0.2
+
+
+def test_gaussian_kernel():
+    k = gaussian_kernel(2.0, 0.5, 0.0)
+    assert k.sum() == pytest.approx(1.0, abs=1e-5)
+    assert k.shape[0] % 2 == 1
+    # wider along x than along y at angle 0
+    centre = k.shape[0] // 2
+    assert k[centre, centre + 2] > k[centre + 2, centre]
+    np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-7)
+
+
+def test_bad_scale_refused(rng):
+    with pytest.raises(ValueError):
+        degrade(_smooth_photo(rng, 20, 20), 1.0, rng)
+
+
+# --- data geometry --------------------------------------------------------------------------
+
+def test_hr_pixels_in_patch_geometry(rng):
+    hr = rng.random((60, 60, 3)).astype(np.float32)
+    s = 2.5
+    coords, rgb = hr_pixels_in_patch(hr, (s, s), (4, 6), 10)
+    assert coords.min() >= 0 and coords.max() < 10
+    # Every HR pixel whose centre falls in the patch, and no other.
+    j = np.arange(60)
+    inside_y = ((j + 0.5) / s >= 4) & ((j + 0.5) / s < 14)
+    inside_x = ((j + 0.5) / s >= 6) & ((j + 0.5) / s < 16)
+    assert coords.shape[0] == inside_y.sum() * inside_x.sum()
+    np.testing.assert_array_equal(rgb, hr[inside_y][:, inside_x].reshape(-1, 3))
+
+
+def test_area_region_equals_whole_downsample(rng):
+    image = (rng.random((57, 73, 3)) * 255).astype(np.uint8)
+    factor = 2.7
+    whole = resize(image.astype(np.float32) / 255, scale=1 / factor, method="area")
+    np.testing.assert_allclose(area_region(image, factor, (3, 5), (12, 9)),
+                               whole[3:15, 5:14], atol=1e-6)
+
+
+def test_augment_moves_coordinates_with_the_patch(rng):
+    from training.data import Sample
+
+    lr = rng.random((8, 8, 3)).astype(np.float32)
+    points = rng.random((50, 2)).astype(np.float32) * 8
+    sample = Sample(lr, points, sample_bicubic(lr, points), (2.0, 3.0))
+    for seed in range(8):
+        out = augment(sample, np.random.default_rng(seed))
+        # The LR patch sampled at the moved points still gives the same colours.
+        np.testing.assert_allclose(sample_bicubic(out.lr, out.coords), sample.rgb, atol=1e-5)
+
+
+def _city100_folder(tmp_path, rng, scenes=("001", "002", "003")):
+    folder = tmp_path / "city"
+    folder.mkdir()
+    for scene in scenes:
+        tele = _smooth_photo(rng, 200, 240)
+        wide = resize(resize(tele, scale=1 / 2.4, method="area"), size=(200, 240)) * 0.9
+        _save(folder / f"{scene}H.PNG", tele)
+        _save(folder / f"{scene}L.PNG", wide)
+    return folder
+
+
+def test_sources_give_aligned_samples(tmp_path, rng):
+    city = City100Source(_city100_folder(tmp_path, rng), exclude=("001",))
+    assert len(city.pairs) == 2
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save(photos / "a.jpg", _smooth_photo(rng, 300, 300))
+    synthetic = SyntheticSource([photos])
+    realarbisr = tmp_path / "RealArbiSR" / "Train"
+    for tag, s in (("2", 2.0), ("2dot5", 2.5)):
+        (realarbisr / f"HR{tag}").mkdir(parents=True)
+        (realarbisr / f"LR{tag}").mkdir(parents=True)
+        hr = _smooth_photo(rng, 200, 200)
+        _save(realarbisr / f"HR{tag}" / "scene1.png", hr)
+        _save(realarbisr / f"LR{tag}" / "scene1.png", resize(hr, scale=1 / s, method="area"))
+    real = RealArbiSRSource(tmp_path / "RealArbiSR")
+    assert sorted(p[2] for p in real.pairs) == [(2.0, 2.0), (2.5, 2.5)]
+    sample_rng = np.random.default_rng(0)
+    for source in (city, synthetic, real):
+        for _ in range(3):
+            sample = source.sample(sample_rng, 24)
+            assert sample.lr.shape == (24, 24, 3)
+            assert sample.coords.min() >= 0 and sample.coords.max() < 24
+            s = sample.scale[0]
+            assert sample.coords.shape[0] == pytest.approx((24 * s) ** 2, rel=0.15)
+    batch = Mixture([city, synthetic, real]).batch(sample_rng, 4, 24, 300)
+    assert batch["lr"].shape == (4, 3, 24, 24)
+    assert batch["coords"].shape == batch["hr"].shape[:2] + (2,)
+    assert batch["bicubic"].shape == (4, 300, 3)
+
+
+# --- a few real training steps --------------------------------------------------------------
+
+def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, rng):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        _save(photos / f"p{i}.png", _smooth_photo(rng, 160, 160))
+    out = tmp_path / "run"
+    config = json.dumps({"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 16},
+                         "hidden": [32, 32]})
+    args = ["--model", "ddir", "--config", config, "--photos", str(photos), "--iterations", "60",
+            "--batch", "4", "--patch", "16", "--queries", "256", "--lr", "1e-3",
+            "--val-every", "30", "--val-synthetic", str(photos), "--val-scales", "2",
+            "--out", str(out), "--seed", "1"]
+    assert train.main(args) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [30, 60]
+    # loss of the first and last logged windows
+    assert records[-1]["loss"] < records[0]["loss"]
+    model, info = load_checkpoint(out / "best.safetensors")
+    assert info["iterations"] in (30, 60) and "photos" in info["command"]
+    image = upscale_image(model, _smooth_photo(rng, 20, 24), 2.3)
+    assert image.shape == (46, 55, 3) and np.isfinite(image).all()
+
+    # resume continues from the saved step
+    assert train.main(["--resume", str(out / "last.pt"), "--iterations", "70"]) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 70
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+def test_metrics_match_direct_computation(rng):
+    a = rng.random((30, 40, 3))
+    b = np.clip(a + rng.normal(0, 0.02, a.shape), 0, 1)
+    ya, yb = rgb_to_y(a)[3:-3, 3:-3], rgb_to_y(b)[3:-3, 3:-3]
+    expected = 10 * np.log10(255**2 / np.mean((ya - yb) ** 2))
+    assert psnr_y(b, a, 3) == pytest.approx(expected)
+    assert ssim_y(a, a, 0) == pytest.approx(1.0)
+    assert ssim_y(b, a, 2) < 1.0
+    assert [shave_for_scale(s) for s in (1.5, 2.0, 2.3, 3.0, 3.3, 4.0)] == [2, 2, 3, 3, 4, 4]
+    with pytest.raises(ValueError, match="different sizes"):
+        psnr_y(a, a[:-1], 2)
+
+
+def test_pairing_by_name_handles_both_styles(tmp_path):
+    lr = [tmp_path / n for n in ("img_001_LR4.png", "img_002_LR4.png", "same.png", "lonely.png")]
+    hr = [tmp_path / n for n in ("img_001_HR.png", "img_002_HR.png", "same.png", "other.png")]
+    pairs, unpaired = evaluate.pair_by_name(lr, hr)
+    assert {(a.name, b.name) for a, b in pairs} == {
+        ("img_001_LR4.png", "img_001_HR.png"), ("img_002_LR4.png", "img_002_HR.png"),
+        ("same.png", "same.png")}
+    assert sorted(p.name for p in unpaired) == ["lonely.png", "other.png"]
+
+
+def test_evaluation_of_a_tiny_pair_equals_direct_psnr(tmp_path, rng):
+    folder = tmp_path / "pairs"
+    (folder / "LR").mkdir(parents=True)
+    (folder / "HR").mkdir(parents=True)
+    hr = _smooth_photo(rng, 45, 60)
+    lr = resize(hr, size=(15, 20), method="area")
+    _save(folder / "HR" / "scene_HR.png", hr)
+    _save(folder / "LR" / "scene_LR3.png", lr)
+    json_path = tmp_path / "r.json"
+    assert evaluate.main(["--pairs", str(folder), "--json", str(json_path)]) == 0
+    report = json.loads(json_path.read_text())
+    (result,) = report["results"]
+    assert result["scale"] == 3.0
+    hr8, lr8 = load_photo(folder / "HR" / "scene_HR.png").rgb, \
+        load_photo(folder / "LR" / "scene_LR3.png").rgb
+    direct = psnr_y(np.clip(resize(lr8, scale=3.0), 0, 1), hr8, 3)
+    assert result["table"]["bicubic"]["psnr"] == pytest.approx(direct, abs=1e-6)
+
+
+def test_evaluation_refuses_misaligned_sizes(tmp_path, rng):
+    pair = evaluate.Pair("x", np.zeros((10, 10, 3)), np.zeros((30, 26, 3)), (3.0, 3.0))
+    with pytest.raises(ValueError, match="wrong scale"):
+        evaluate.check_alignment(pair)
+    # within rounding (an LR of round(H / s) pixels) is fine
+    evaluate.check_alignment(evaluate.Pair("y", np.zeros((138, 138, 3)),
+                                           np.zeros((512, 512, 3)), (3.7, 3.7)))
+
+
+def test_city100_and_synthetic_evaluation_pairs(tmp_path, rng):
+    folder = _city100_folder(tmp_path, rng)
+    pairs = evaluate.city100_pairs(folder, ["001"], 2.4)
+    assert pairs[0].lr.shape == (83, 100, 3) and pairs[0].hr.shape == (200, 240, 3)
+    photos = tmp_path / "hr"
+    photos.mkdir()
+    _save(photos / "a.png", _smooth_photo(rng, 64, 64))
+    first = evaluate.synthetic_pairs(photos, 2.3, seed=0)
+    again = evaluate.synthetic_pairs(photos, 2.3, seed=0)
+    assert np.array_equal(first[0].lr, again[0].lr)
+    assert first[0].lr.shape == (28, 28, 3)
