@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
                if device.type == "cpu" else str(device))
     print(f"device {device} ({machine}), torch {torch.__version__}; "
-          f"fp32 matmul (best shape): {peak:.0f} GFLOP/s; LR {lr_size[0]}x{lr_size[1]} x{args.scale:g}")
+          f"fp32 matmul (best shape): {peak:.0f} GFLOP/s; "
+          f"LR {lr_size[0]}x{lr_size[1]} x{args.scale:g}")
     print()
     print("| model | preset | LIIF-code MP/s | plain MP/s | plain GFLOP/s | fast MP/s | "
           "fast GFLOP/s | fast / plain | fast / LIIF-code | fast % of matmul | "

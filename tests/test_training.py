@@ -48,7 +48,7 @@ def test_degradation_is_seeded_and_sized(rng):
     assert np.array_equal(a, b) and pa == pb
     assert not np.array_equal(a, c)
     assert a.shape == (36, 48, 3) and a.dtype == np.float32
-    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert a.min() >= 0.0 and a.max() <= 1.0
 
 
 def test_degradation_softens_shifts_and_varies(rng):
@@ -177,7 +177,7 @@ def test_sources_give_aligned_samples(tmp_path, rng):
             assert sample.coords.shape[0] == pytest.approx((24 * s) ** 2, rel=0.15)
     batch = Mixture([city, synthetic, real]).batch(sample_rng, 4, 24, 300)
     assert batch["lr"].shape == (4, 3, 24, 24)
-    assert batch["coords"].shape == batch["hr"].shape[:2] + (2,)
+    assert batch["coords"].shape == (*batch["hr"].shape[:2], 2)
     assert batch["bicubic"].shape == (4, 300, 3)
 
 
