@@ -37,7 +37,10 @@ def test_bicubic_upscale_matches_pillow_inside(rng, size):
 def test_scale_one_is_identity_and_sizes_round(rng):
     image = rng.random((9, 13, 3)).astype(np.float32)
     np.testing.assert_allclose(resize(image, scale=1.0), image, atol=1e-6)
-    assert output_size((9, 13), 2.5) == (22, 32)  # round(22.5) -> 22 (banker's), 32.5 -> 32
+    # pixels whose centres lie inside: 9 * 2.5 = 22.5 -> 22, 23.5 -> 23, 22.6 -> 23
+    assert output_size((9, 13), 2.5) == (22, 32)
+    assert output_size((47, 113), 0.5) == (23, 56)
+    assert output_size((113, 10), 0.2) == (23, 2)
     assert resize(image, scale=2.5).shape == (22, 32, 3)
     assert resize(image, size=(5, 4)).shape == (5, 4, 3)
 

@@ -14,8 +14,10 @@ import sys
 import tempfile
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
@@ -31,7 +33,7 @@ READ_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WE
                 "BMP": "BMP"}
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
                  ".webp": "WEBP"}
-_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
 _EXIF_ORIENTATION = 0x0112
 # Errors Pillow's decoders raise on damaged data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
@@ -282,6 +284,68 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def check_destination(path: Path) -> None:
+    """Raise ImageSaveError unless `path` can be created: its folder exists, it is no folder."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageSaveError(f"{path}: the folder {parent} does not exist")
+    if path.is_dir():
+        raise ImageSaveError(f"{path}: is a folder")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that becomes `path` only when the block completes: written beside it under
+    a temporary name, flushed to disk and renamed over it. On any error or cancellation inside
+    the block the temporary file is removed and `path` is left as it was."""
+    path = Path(path)
+    check_destination(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise ImageSaveError(f"{path}: cannot write in {parent} ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates the file private; give it the permissions a normal new file gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        if isinstance(exc, OSError) and not isinstance(exc, ImageSaveError):
+            raise ImageSaveError(f"{path}: could not be written ({exc})") from None
+        raise
+
+
+def format_for(path: Path) -> str:
+    """Pillow format name for a file name's suffix; ImageSaveError for an unknown one."""
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        supported = ", ".join(sorted(WRITE_FORMATS))
+        raise ImageSaveError(f"{path}: unknown file type '{path.suffix}' (use one of {supported})")
+    return fmt
+
+
+def save_options(fmt: str, exif: bytes | None, icc_profile: bytes | None, quality: int) -> dict:
+    """Pillow save options of ddir-zoom for a format."""
+    options: dict = {}
+    if exif:
+        options["exif"] = exif
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = int(quality)
+    if fmt == "TIFF":
+        options["compression"] = "tiff_deflate"
+    return options
+
+
 def save_photo(
     path: str | os.PathLike,
     rgb: np.ndarray,
@@ -293,16 +357,12 @@ def save_photo(
 ) -> Path:
     """Write float RGB in [0, 1] (and optional alpha) as 8-bit PNG, JPEG, TIFF or WebP.
 
-    The format follows the suffix. The file appears complete or not at all: it is written to a
-    temporary file beside the destination, then renamed over it. An existing file is replaced;
-    whether that is allowed is the caller's decision. JPEG has no alpha channel: alpha is dropped.
-    Raises ImageSaveError naming the file and the reason.
+    The format follows the suffix. The file appears complete or not at all (`atomic_output`).
+    An existing file is replaced; whether that is allowed is the caller's decision. JPEG has no
+    alpha channel: alpha is dropped. Raises ImageSaveError naming the file and the reason.
     """
     path = Path(path)
-    fmt = WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        supported = ", ".join(sorted(WRITE_FORMATS))
-        raise ImageSaveError(f"{path}: unknown file type '{path.suffix}' (use one of {supported})")
+    fmt = format_for(path)
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageSaveError(f"{path}: expected a non-empty (height, width, 3) array, "
@@ -310,44 +370,10 @@ def save_photo(
     if alpha is not None and np.shape(alpha) != rgb.shape[:2]:
         raise ImageSaveError(f"{path}: alpha shape {np.shape(alpha)} does not match the image "
                              f"{rgb.shape[:2]}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ImageSaveError(f"{path}: the folder {parent} does not exist")
-    if path.is_dir():
-        raise ImageSaveError(f"{path}: is a folder")
-
     pixels = to_uint8(rgb)
-    if alpha is not None and fmt in _ALPHA_FORMATS:
+    if alpha is not None and fmt in ALPHA_FORMATS:
         pixels = np.concatenate([pixels, to_uint8(np.asarray(alpha))[..., None]], axis=2)
     image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
-    options: dict = {}
-    if exif:
-        options["exif"] = exif
-    if icc_profile:
-        options["icc_profile"] = icc_profile
-    if fmt in ("JPEG", "WEBP"):
-        options["quality"] = int(quality)
-    if fmt == "TIFF":
-        options["compression"] = "tiff_deflate"
-
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise ImageSaveError(f"{path}: cannot write in {parent} ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=fmt, **options)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file private; give it the permissions a normal new file gets.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        if isinstance(exc, OSError):
-            raise ImageSaveError(f"{path}: could not be written ({exc})") from None
-        raise
+    with atomic_output(path) as handle:
+        image.save(handle, format=fmt, **save_options(fmt, exif, icc_profile, quality))
     return path

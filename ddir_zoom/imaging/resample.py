@@ -10,6 +10,7 @@ view, the exporter strips of a file, and both match a full render.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -28,14 +29,15 @@ def cubic_kernel(x: np.ndarray, a: float = CUBIC_A) -> np.ndarray:
 
 
 def axis_weights(
-    in_size: int, scale: float, out_start: int, out_count: int, method: Method = "bicubic"
+    in_size: int, scale: float, out_start: float, out_count: int, method: Method = "bicubic"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Source indices and weights, (out_count, taps) each, of output pixels out_start.. along one
-    axis. Indices outside the image are clamped (edge pixels repeat)."""
+    axis (out_start may be fractional: an output grid shifted by part of a pixel). Indices
+    outside the image are clamped (edge pixels repeat)."""
     if in_size <= 0 or out_count < 0 or scale <= 0:
         raise ValueError(f"bad resampling axis: in_size={in_size}, scale={scale}, "
                          f"out_count={out_count}")
-    j = np.arange(out_start, out_start + out_count, dtype=np.float64)
+    j = out_start + np.arange(out_count, dtype=np.float64)
     if method == "bicubic":
         centre = (j + 0.5) / scale - 0.5
         # Downscaling widens the kernel by 1/scale so that it averages instead of aliasing.
@@ -83,15 +85,21 @@ def _pair(value: float | tuple[float, float]) -> tuple[float, float]:
 
 
 def output_size(in_size: tuple[int, int], scale: float | tuple[float, float]) -> tuple[int, int]:
-    """(height, width) of an image of `in_size` resampled by `scale`: round(h * s), at least 1."""
+    """(height, width) of an image of `in_size` resampled by `scale`: the output pixels whose
+    centres lie inside the image, ceil(h * s - 0.5), which is round(h * s) with halves rounded
+    down; at least 1."""
     sy, sx = _pair(scale)
-    return max(1, round(in_size[0] * sy)), max(1, round(in_size[1] * sx))
+
+    def count(n: int, s: float) -> int:
+        return max(1, math.ceil(n * s - 0.5 - 1e-9))
+
+    return count(in_size[0], sy), count(in_size[1], sx)
 
 
 def resample_region(
     image: np.ndarray,
     scale: float | tuple[float, float],
-    out_offset: tuple[int, int],
+    out_offset: tuple[float, float],
     out_shape: tuple[int, int],
     method: Method = "bicubic",
 ) -> np.ndarray:
@@ -119,7 +127,7 @@ def resize(
     size: tuple[int, int] | None = None,
     method: Method = "bicubic",
 ) -> np.ndarray:
-    """Resample a whole image by `scale` (output round(h * s) x round(w * s)) or to an exact
+    """Resample a whole image by `scale` (output size: `output_size`) or to an exact
     `size` (height, width), in which case the scale of each axis is size / input size."""
     if (scale is None) == (size is None):
         raise ValueError("give exactly one of scale and size")

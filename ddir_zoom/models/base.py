@@ -34,6 +34,7 @@ class ImplicitSR(nn.Module):
 
     name: str = ""
     branches: tuple[str, ...] = ()
+    has_appearance_embedding: bool = False
 
     def __init__(self, encoder: dict[str, Any], hidden: list[int]) -> None:
         super().__init__()
@@ -84,11 +85,12 @@ class ImplicitSR(nn.Module):
         }
 
     # --- encoding ---------------------------------------------------------------------------
-    def encode(self, lr: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Feature maps of each branch for RGB `lr` (B, 3, h, w) in [0, 1]."""
+    def encode(self, lr: torch.Tensor, branches: tuple[str, ...] | None = None
+               ) -> dict[str, torch.Tensor]:
+        """Feature maps of each branch (or of `branches`) for RGB `lr` (B, 3, h, w) in [0, 1]."""
         if self.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
-        return {branch: encoder(lr) for branch, encoder in self.encoders.items()}
+        return {b: self.encoders[b](lr) for b in (branches or self.branches)}
 
     def appearance_embedding(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """(B, C) global descriptor fed to the decoders, or None for models without one."""

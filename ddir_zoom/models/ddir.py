@@ -22,6 +22,7 @@ from ddir_zoom.models.implicit import LocalImplicitDecoder, Neighbours
 class DDIR(ImplicitSR):
     name = "ddir"
     branches = ("deformation", "sr")
+    has_appearance_embedding = True
 
     def __init__(self, encoder: dict[str, Any], hidden: list[int]) -> None:
         super().__init__(encoder, hidden)

@@ -8,7 +8,7 @@ import torch
 def upscale_queries(
     scale: float | tuple[float, float],
     out_shape: tuple[int, int],
-    out_offset: tuple[int, int] = (0, 0),
+    out_offset: tuple[float, float] = (0, 0),
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(coords (N, 2) float64, cells (N, 2) float32) of output pixels
@@ -20,8 +20,8 @@ def upscale_queries(
     """
     sy, sx = (scale, scale) if isinstance(scale, int | float) else scale
     (oy, ox), (oh, ow) = out_offset, out_shape
-    ys = (torch.arange(oy, oy + oh, dtype=torch.float64, device=device) + 0.5) / sy
-    xs = (torch.arange(ox, ox + ow, dtype=torch.float64, device=device) + 0.5) / sx
+    ys = (oy + torch.arange(oh, dtype=torch.float64, device=device) + 0.5) / sy
+    xs = (ox + torch.arange(ow, dtype=torch.float64, device=device) + 0.5) / sx
     coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
     cells = torch.tensor([1.0 / sy, 1.0 / sx], device=device).expand(coords.shape[0], 2)
     return coords, cells.contiguous()

@@ -1,0 +1,90 @@
+"""The engine: one open photo, the methods that render it, and the caches they share.
+
+The viewer, the command line, export and the benchmarks all render through `Engine.render_region`,
+so they all show the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddir_zoom.engine.features import tensor_bytes
+from ddir_zoom.engine.lru import ByteLRU
+from ddir_zoom.engine.methods import BicubicMethod, NeuralMethod, RenderMethod, Scale
+from ddir_zoom.engine.source import PhotoSource
+from ddir_zoom.imaging.io import DEFAULT_MAX_PIXELS, Photo, load_photo
+from ddir_zoom.imaging.resample import resample_region
+from ddir_zoom.models import ImplicitSR, load_checkpoint, pick_device
+
+DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
+"""Feature tiles kept per open photo (all models together): 1 GiB."""
+
+
+def as_scale(scale: float | tuple[float, float]) -> Scale:
+    if isinstance(scale, int | float):
+        return float(scale), float(scale)
+    return float(scale[0]), float(scale[1])
+
+
+class Engine:
+    """Renders one photo with any of its methods ('bicubic' always; models added by name).
+
+    device: None or 'auto' for CUDA, then MPS, then CPU; or a torch device string.
+    notify: called with a sentence for the user when something they should know happens (a GPU
+    out of memory, say); from the rendering thread.
+    """
+
+    def __init__(self, photo: Photo, device: str | torch.device | None = None,
+                 feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+                 notify: Callable[[str], None] | None = None) -> None:
+        self.photo = photo
+        self.source = PhotoSource(photo)
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.feature_cache = ByteLRU(feature_cache_bytes, tensor_bytes)
+        self.notify = notify or (lambda message: None)
+        self.methods: dict[str, RenderMethod] = {"bicubic": BicubicMethod(photo.rgb)}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+             **kwargs) -> Engine:
+        return cls(load_photo(path, max_pixels=max_pixels), **kwargs)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.source.size
+
+    def add_model(self, name: str, model: ImplicitSR | str | os.PathLike) -> NeuralMethod:
+        """Make a model available as method `name`; `model` may be a checkpoint path."""
+        if not isinstance(model, ImplicitSR):
+            model, _ = load_checkpoint(Path(model), device="cpu")
+        method = NeuralMethod(name, model, self.photo.rgb, self.device, self.feature_cache,
+                              self.notify)
+        self.methods[name] = method
+        return method
+
+    def method(self, name: str) -> RenderMethod:
+        try:
+            return self.methods[name]
+        except KeyError:
+            raise KeyError(f"no method {name!r} (available: {', '.join(self.methods)})") from None
+
+    def render_region(self, method: str, scale: float | tuple[float, float],
+                      offset: tuple[float, float], shape: tuple[int, int],
+                      cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+        """Pixels [oy, oy + h) x [ox, ox + w) of the photo rendered at `scale` with `method`:
+        float32 (h, w, 3) in [0, 1]. Pixels past the photo's edge repeat its border."""
+        return self.method(method).render(as_scale(scale), offset, shape, cancelled)
+
+    def render_alpha(self, scale: float | tuple[float, float], offset: tuple[float, float],
+                     shape: tuple[int, int]) -> np.ndarray | None:
+        """The photo's alpha over the same rectangle (bicubic, or area at scales up to 1)."""
+        if self.photo.alpha is None:
+            return None
+        scale = as_scale(scale)
+        method = "area" if max(scale) <= 1.0 else "bicubic"
+        return np.clip(resample_region(self.photo.alpha, scale, offset, shape, method), 0, 1)

@@ -1,0 +1,161 @@
+"""Ways to render a photo at a scale: bicubic, or a neural model (LIIF, DDIR, any checkpoint).
+
+Every method renders rectangles of the virtual full render at a scale (see `view`): output pixel
+(r, c) of scale (sy, sx) shows the image point ((r + 0.5) / sy, (c + 0.5) / sx). Only the pixels
+asked for are computed, and a rectangle equals the same pixels of a whole render. At scales up
+to 1 on both axes every method is area averaging: there is nothing to super-resolve.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ddir_zoom.engine.features import FeatureTiles, appearance_embedding
+from ddir_zoom.engine.lru import ByteLRU
+from ddir_zoom.imaging.resample import resample_region
+from ddir_zoom.models.base import ImplicitSR
+from ddir_zoom.models.geometry import upscale_queries
+
+Scale = tuple[float, float]
+
+
+class Cancelled(Exception):
+    """Raised inside rendering when its `cancelled` callback says the work is no longer wanted."""
+
+
+class RenderMethod(Protocol):
+    name: str
+
+    def render(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
+               cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+        """float32 (h, w, 3) in [0, 1]."""
+        ...
+
+
+def downscale(rgb: np.ndarray, scale: Scale, offset: tuple[float, float],
+              shape: tuple[int, int]) -> np.ndarray:
+    return np.clip(resample_region(rgb, scale, offset, shape, "area"), 0.0, 1.0)
+
+
+class BicubicMethod:
+    """Bicubic (a = -0.5) interpolation: the reference every neural method is compared with."""
+
+    name = "bicubic"
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+    def render(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
+               cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+        if max(scale) <= 1.0:
+            return downscale(self.rgb, scale, offset, shape)
+        return np.clip(resample_region(self.rgb, scale, offset, shape, "bicubic"), 0.0, 1.0)
+
+
+class NeuralMethod:
+    """A model decoding exactly the requested pixels from lazily encoded feature tiles.
+
+    A CUDA out-of-memory error is retried with smaller chunks, then the model moves to the CPU
+    and `notify` is told; rendering never crashes for lack of GPU memory.
+    """
+
+    def __init__(self, name: str, model: ImplicitSR, rgb: np.ndarray, device: torch.device,
+                 cache: ByteLRU, notify: Callable[[str], None] | None = None,
+                 whole_photo_on_gpu: bool = True) -> None:
+        self.name = name
+        self.rgb = rgb
+        self.cache = cache
+        self.notify = notify or (lambda message: None)
+        self.model = model.to(device).eval()
+        if device.type != "mps":
+            self.model.use_channels_last()
+        self.device = device
+        self.chunk = self.model.default_chunk
+        tile = None
+        if device.type == "cuda" and whole_photo_on_gpu:
+            # The whole photo in one tile when its projections fit in half the cache.
+            width = sum(d.hidden[0] for d in self.model.decoders.values())
+            if rgb.shape[0] * rgb.shape[1] * width * 4 < cache.max_bytes // 2:
+                tile = max(rgb.shape[:2])
+        self.features = FeatureTiles(self.model, rgb, device, cache, key=name, tile=tile)
+        self._appearance: torch.Tensor | None = None
+        self._appearance_ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def appearance(self) -> torch.Tensor | None:
+        """The photo's appearance embedding, computed once on first use (see `features`)."""
+        with self._lock:
+            if not self._appearance_ready:
+                self._appearance = self._with_oom_fallback(
+                    lambda: appearance_embedding(self.model, self.rgb, self.device))
+                self._appearance_ready = True
+            return self._appearance
+
+    def prepare(self) -> None:
+        """Do the once-per-photo work now (the appearance embedding)."""
+        _ = self.appearance
+
+    def render(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
+               cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+        if max(scale) <= 1.0:
+            return downscale(self.rgb, scale, offset, shape)
+        appearance = self.appearance
+        return self._with_oom_fallback(
+            lambda: self._decode(scale, offset, shape, appearance, cancelled))
+
+    def lr_region(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int]
+                  ) -> tuple[int, int, int, int]:
+        """LR pixels (y0, x0, y1, x1) whose latents the output rectangle reads: from the upper
+        left ensemble neighbour of its first pixel centre to the lower right one of its last
+        (`implicit.local_ensemble`), with 1e-5 to spare for rounding, clipped to the photo."""
+        h, w = self.rgb.shape[:2]
+        (sy, sx), (oy, ox), (oh, ow) = scale, offset, shape
+        y_first, y_last = (oy + 0.5) / sy, (oy + oh - 0.5) / sy
+        x_first, x_last = (ox + 0.5) / sx, (ox + ow - 0.5) / sx
+        return (max(0, int(np.floor(y_first - 0.5 - 1e-5))),
+                max(0, int(np.floor(x_first - 0.5 - 1e-5))),
+                min(h, int(np.floor(y_last + 0.5 + 1e-5)) + 1),
+                min(w, int(np.floor(x_last + 0.5 + 1e-5)) + 1))
+
+    def _decode(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
+                appearance: torch.Tensor | None, cancelled: Callable[[], bool] | None
+                ) -> np.ndarray:
+        region = self.lr_region(scale, offset, shape)
+        if not self.features.ensure(*region, cancelled=cancelled):
+            raise Cancelled
+        grids = self.features.grids(*region)
+        coords, cells = upscale_queries(scale, shape, offset, device=self.device)
+        rgb = self.model.query(grids, coords[None], cells[None].float(), self.features.size,
+                               appearance, chunk=self.chunk)
+        return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
+
+    def _with_oom_fallback(self, work: Callable[[], object]):
+        while True:
+            try:
+                return work()
+            except torch.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                if self.chunk > 256:
+                    self.chunk //= 2
+                    continue
+                self._move_to_cpu()
+
+    def _move_to_cpu(self) -> None:
+        cpu = torch.device("cpu")
+        self.model.to(cpu)
+        self.cache.discard(lambda key: isinstance(key, tuple) and key[0] == self.name)
+        self.features.device = cpu
+        self.device = cpu
+        self.chunk = self.model.default_chunk
+        if self._appearance is not None:
+            self._appearance = self._appearance.to(cpu)
+        torch.cuda.empty_cache()
+        self.notify(f"The GPU ran out of memory; {self.name} continues on the CPU (slower).")

@@ -1,0 +1,242 @@
+"""Progressive rendering of views: an immediate frame, then refined tiles, centre first.
+
+`request(view, method)` returns at once with a frame made from what is at hand: refined tiles
+already cached at this scale, over a resample of the previous frame (when it covers the view at
+a nearby scale) or of the photo's pyramid. A single long-lived worker thread, which alone runs
+the models, then refines the view's missing TILE x TILE tiles nearest the centre first and hands
+each to `on_tile` as it completes.
+
+Every request carries a generation number. A newer request (or `cancel`) makes the worker drop
+the older one's outstanding tiles; generation checks and deliveries happen under one lock that
+`request` also takes, so once `request` has returned no tile of an older view is delivered.
+Refined tiles are cached per method, scale and position (bounded in bytes), so returning to a
+view, or panning over refined ground, is instant.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ddir_zoom.engine.engine import Engine
+from ddir_zoom.engine.lru import ByteLRU
+from ddir_zoom.engine.methods import Cancelled, NeuralMethod
+from ddir_zoom.engine.source import sample_view
+from ddir_zoom.engine.view import TILE, View, tile_rect, visible_tiles
+from ddir_zoom.imaging.io import to_uint8
+
+DEFAULT_TILE_CACHE_BYTES = 256 << 20
+NEARBY_SCALE = 2.0
+"""The previous frame is reused for the immediate frame of a view whose scale is within this
+factor of it (and that it covers)."""
+
+
+@dataclass
+class Frame:
+    """What `request` returns: the immediate picture of the view and the work still to do."""
+
+    generation: int
+    view: View
+    method: str
+    image: np.ndarray  # uint8 (H, W, 3)
+    pending: list[tuple[int, int]]  # tiles still to refine, in the order they will come
+    total: int  # tiles of the view that hold photo pixels
+
+
+@dataclass
+class TileUpdate:
+    """One refined tile, in screen pixels of its request's view."""
+
+    generation: int
+    tile: tuple[int, int]
+    rect: tuple[int, int, int, int]  # (y, x, h, w) on screen, clipped to the viewport
+    pixels: np.ndarray  # uint8 (h, w, 3)
+    done: int  # refined tiles of this view so far (cached ones included)
+    total: int
+
+
+@dataclass
+class _Job:
+    generation: int
+    view: View
+    method: str
+    pending: list[tuple[int, int]]
+    done: int
+    total: int
+
+
+@dataclass
+class _Canvas:
+    """The latest frame: what the next immediate frame may be resampled from."""
+
+    view: View
+    image: np.ndarray
+    refined: int = 0
+    total: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ProgressiveRenderer:
+    """Renders views of one engine progressively (see the module doc).
+
+    on_tile(TileUpdate), on_finished(generation) and on_error(generation, message) are called
+    from the worker thread; keep them short (emit a Qt signal, put in a queue).
+    """
+
+    def __init__(self, engine: Engine, on_tile: Callable[[TileUpdate], None],
+                 on_finished: Callable[[int], None] | None = None,
+                 on_error: Callable[[int, str], None] | None = None,
+                 tile_cache_bytes: int = DEFAULT_TILE_CACHE_BYTES) -> None:
+        self.engine = engine
+        self.on_tile = on_tile
+        self.on_finished = on_finished or (lambda generation: None)
+        self.on_error = on_error or (lambda generation, message: None)
+        self.tiles = ByteLRU(tile_cache_bytes, lambda a: a.nbytes)
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._job: _Job | None = None
+        self._canvas: _Canvas | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="ddir-zoom-render", daemon=True)
+        self._thread.start()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    # --- the caller's side (the GUI thread): never waits for the models ---------------------
+    def request(self, view: View, method: str) -> Frame:
+        """The immediate frame of `view` rendered with `method`; refinement starts behind it."""
+        self.engine.method(method)  # unknown names fail here, not in the worker
+        size = self.engine.size
+        tiles = visible_tiles(view, size)
+        image = self._immediate(view)
+        pending = []
+        done = 0
+        for tile in tiles:
+            pixels = self.tiles.get((method, view.scale, tile))
+            if pixels is None:
+                pending.append(tile)
+            else:
+                y, x, h, w = self._screen_rect(view, tile)
+                ty, tx = y + view.origin[0] - tile[0] * TILE, x + view.origin[1] - tile[1] * TILE
+                image[y:y + h, x:x + w] = pixels[ty:ty + h, tx:tx + w]
+                done += 1
+        with self._cond:
+            self._generation += 1
+            generation = self._generation
+            self._canvas = _Canvas(view, image.copy(), done, len(tiles))
+            self._job = _Job(generation, view, method, pending, done, len(tiles)) \
+                if pending else None
+            self._cond.notify()
+        frame = Frame(generation, view, method, image, pending, len(tiles))
+        if not pending:
+            self.on_finished(generation)
+        return frame
+
+    def cancel(self) -> None:
+        """Drop all outstanding work; nothing more is delivered until the next request."""
+        with self._cond:
+            self._generation += 1
+            self._job = None
+
+    def forget(self, method: str) -> None:
+        """Drop the cached tiles of `method` (its model changed)."""
+        self.tiles.discard(lambda key: key[0] == method)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._generation += 1
+            self._job = None
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    def _immediate(self, view: View) -> np.ndarray:
+        """The previous frame resampled, if it covers `view` at a nearby scale and at least half
+        of it was refined; else the photo's preview."""
+        source = self.engine.source
+        canvas = self._canvas
+        if canvas is not None and canvas.total and canvas.refined * 2 >= canvas.total:
+            ratio = view.scale / canvas.view.scale
+            if 1.0 / NEARBY_SCALE <= ratio <= NEARBY_SCALE:
+                rect = source.photo_rect(view)
+                old = canvas.view
+                # Screen pixel of `view` -> pixel of the old canvas (image point * old scale).
+                step = (old.scale / view.scale, old.scale / view.scale)
+                start = (-old.origin[0], -old.origin[1])
+                first = (start[0] + (view.origin[0] + rect[0] + 0.5) * step[0],
+                         start[1] + (view.origin[1] + rect[1] + 0.5) * step[1])
+                last = (start[0] + (view.origin[0] + rect[2] - 0.5) * step[0],
+                        start[1] + (view.origin[1] + rect[3] - 0.5) * step[1])
+                old_rect = source.photo_rect(old)
+                if (rect[0] < rect[2] and rect[1] < rect[3]
+                        and old_rect[0] <= first[0] - 0.5 and last[0] + 0.5 <= old_rect[2]
+                        and old_rect[1] <= first[1] - 0.5 and last[1] + 0.5 <= old_rect[3]):
+                    with canvas.lock:
+                        return sample_view(canvas.image, view, rect, step, start)
+        return source.preview(view)
+
+    def _screen_rect(self, view: View, tile: tuple[int, int]) -> tuple[int, int, int, int]:
+        y, x, h, w = tile_rect(tile, self.engine.size, view.scale)
+        top, left = max(y, view.origin[0]), max(x, view.origin[1])
+        bottom = min(y + h, view.origin[0] + view.size[0])
+        right = min(x + w, view.origin[1] + view.size[1])
+        return top - view.origin[0], left - view.origin[1], bottom - top, right - left
+
+    # --- the worker -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                job, self._job = self._job, None
+            try:
+                self._refine(job)
+            except Cancelled:
+                pass
+            except Exception as exc:  # the user sees a message, the worker lives on
+                traceback.print_exc()
+                with self._cond:
+                    if job.generation == self._generation:
+                        self.on_error(job.generation, f"{type(exc).__name__}: {exc}")
+
+    def _refine(self, job: _Job) -> None:
+        def cancelled() -> bool:
+            return job.generation != self._generation
+
+        method = self.engine.method(job.method)
+        if isinstance(method, NeuralMethod):
+            method.prepare()
+        view, scale = job.view, job.view.scale
+        done = job.done
+        for tile in job.pending:
+            if cancelled():
+                return
+            y, x, h, w = tile_rect(tile, self.engine.size, scale)
+            pixels = to_uint8(self.engine.render_region(job.method, scale, (y, x), (h, w),
+                                                        cancelled))
+            self.tiles.put((job.method, scale, tile), pixels)
+            with self._cond:
+                if cancelled():
+                    return
+                done += 1
+                sy, sx, sh, sw = self._screen_rect(view, tile)
+                ty, tx = sy + view.origin[0] - y, sx + view.origin[1] - x
+                visible = pixels[ty:ty + sh, tx:tx + sw]
+                canvas = self._canvas
+                if canvas is not None and canvas.view == view:
+                    with canvas.lock:
+                        canvas.image[sy:sy + sh, sx:sx + sw] = visible
+                        canvas.refined += 1
+                self.on_tile(TileUpdate(job.generation, tile, (sy, sx, sh, sw), visible, done,
+                                        job.total))
+        with self._cond:
+            if not cancelled():
+                self.on_finished(job.generation)

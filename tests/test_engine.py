@@ -1,0 +1,392 @@
+"""The engine: view geometry, exact tiles, features, progressive rendering, cancel, caches,
+export, large photos and the GPU fallback."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ddir_zoom.engine import TILE, Engine, View, render_size, visible_tiles
+from ddir_zoom.engine import features as features_module
+from ddir_zoom.engine.export import export_geometry, export_region
+from ddir_zoom.engine.features import FeatureTiles, appearance_embedding, tensor_bytes
+from ddir_zoom.engine.lru import ByteLRU
+from ddir_zoom.engine.methods import Cancelled
+from ddir_zoom.engine.progressive import ProgressiveRenderer
+from ddir_zoom.imaging import ImageSaveError, Photo, load_photo, to_uint8
+from ddir_zoom.models import LatentGrid, make_model, make_preset
+
+SMALL = {"encoder": {"n_resblocks": 2, "n_feats": 8}, "hidden": [16, 16]}
+
+
+def _photo(rng, h=90, w=120, alpha=False):
+    y, x = np.mgrid[0:h, 0:w] / 30.0
+    rgb = np.stack([np.sin(x + y), np.cos(2 * x), np.sin(3 * y)], -1) * 0.4 + 0.5
+    rgb = (rgb + 0.05 * rng.random((h, w, 3))).astype(np.float32)
+    a = rng.random((h, w)).astype(np.float32) if alpha else None
+    return Photo(rgb=np.clip(rgb, 0, 1), alpha=a)
+
+
+def _engine(rng, model="ddir", **kwargs):
+    torch.manual_seed(0)
+    engine = Engine(_photo(rng, **kwargs), device="cpu")
+    engine.add_model(model, make_model({"model": model, **SMALL}))
+    return engine
+
+
+# --- geometry -------------------------------------------------------------------------------
+
+def test_view_geometry_follows_the_design_formula():
+    view = View.centred(2.5, (40.3, 61.7), (80, 128))
+    cy, cx = view.center
+    assert abs(cy - 40.3) <= 0.5 / 2.5 and abs(cx - 61.7) <= 0.5 / 2.5  # snapped < 1/2 px
+    for u, v in ((0.5, 0.5), (63.5, 17.5), (127.5, 79.5)):
+        y, x = view.screen_to_image(u, v)
+        # DESIGN.md: ((v + 0.5 - H/2) / s + cy, (u + 0.5 - W/2) / s + cx) for pixel (u, v)
+        assert y == pytest.approx((v - 80 / 2) / 2.5 + cy)
+        assert x == pytest.approx((u - 128 / 2) / 2.5 + cx)
+        assert view.image_to_screen(y, x) == pytest.approx((u, v))
+
+
+def test_zoom_keeps_the_anchor_point():
+    view = View.centred(1.3, (50, 70), (100, 160))
+    anchor = (37.5, 81.5)
+    before = view.screen_to_image(*anchor)
+    after = view.zoomed(7.9, anchor).screen_to_image(*anchor)
+    assert np.allclose(before, after, atol=0.5 / 7.9)
+    assert view.zoomed(100).scale == 32.0 and view.zoomed(0.001).scale == 0.05
+
+
+def test_visible_tiles_centre_first():
+    view = View.centred(4.0, (50, 60), (300, 500))
+    tiles = visible_tiles(view, (90, 120))
+    cy, cx = view.origin[0] + 150, view.origin[1] + 250
+    centre = min(tiles, key=lambda t: ((t[0] + .5) * TILE - cy) ** 2
+                 + ((t[1] + .5) * TILE - cx) ** 2)
+    assert tiles[0] == centre
+    assert len(set(tiles)) == len(tiles)
+    assert visible_tiles(View.centred(1.0, (-500, -500), (50, 50)), (90, 120)) == []
+    assert render_size((9, 13), 2.5) == (22, 32)
+
+
+# --- exact rendering ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["bicubic", "ddir"])
+@pytest.mark.parametrize("scale", [0.6, 1.0, 2.7, 6.0])
+def test_any_tile_equals_the_same_pixels_of_a_full_render(rng, method, scale):
+    engine = _engine(rng)
+    h, w = render_size(engine.size, scale)
+    full = engine.render_region(method, scale, (0, 0), (h, w))
+    for _ in range(4):
+        y, x = int(rng.integers(0, h - 1)), int(rng.integers(0, w - 1))
+        th = int(rng.integers(1, min(TILE, h - y) + 1))
+        tw = int(rng.integers(1, min(TILE, w - x) + 1))
+        part = engine.render_region(method, scale, (y, x), (th, tw))
+        np.testing.assert_array_equal(part, full[y:y + th, x:x + tw])
+
+
+def test_tiled_features_equal_whole_image_features(rng):
+    torch.manual_seed(0)
+    model = make_preset("ddir", "compact").eval()
+    rgb = _photo(rng, 150, 170).rgb
+    cache = ByteLRU(1 << 30, tensor_bytes)
+    tiles = FeatureTiles(model, rgb, torch.device("cpu"), cache, key="m", tile=32)
+    with torch.no_grad():
+        whole = model.project(model.encode(torch.from_numpy(rgb).permute(2, 0, 1)[None]))
+    grids = tiles.grids(0, 0, 150, 170)
+    for branch, grid in grids.items():
+        assert grid.origin == (0, 0)
+        assert (grid.values - whole[branch]).abs().max() < 1e-4
+    part = tiles.grids(41, 77, 90, 140)
+    assert part["sr"].origin == (41, 77)
+    assert (part["sr"].values - whole["sr"][:, 41:90, 77:140]).abs().max() < 1e-4
+
+
+def test_appearance_embedding_exact_then_fixed_estimate(rng, monkeypatch):
+    torch.manual_seed(0)
+    model = make_model({"model": "ddir", **SMALL}).eval()
+    rgb = _photo(rng, 200, 260).rgb
+    with torch.no_grad():
+        exact = model.encode(torch.from_numpy(rgb).permute(2, 0, 1)[None])["sr"].mean((2, 3))
+    cpu = torch.device("cpu")
+    assert torch.allclose(appearance_embedding(model, rgb, cpu), exact, atol=1e-5)
+    monkeypatch.setattr(features_module, "EXACT_EMBEDDING_MAX_PIXELS", 10_000)
+    monkeypatch.setattr(features_module, "ESTIMATE_WINDOW", 32)
+    estimate = appearance_embedding(model, rgb, cpu)
+    assert torch.equal(estimate, appearance_embedding(model, rgb, cpu))  # deterministic
+    assert (estimate - exact).abs().max() < 0.2 * exact.abs().max()
+    assert appearance_embedding(make_model({"model": "liif", **SMALL}), rgb, cpu) is None
+
+
+# --- progressive rendering ------------------------------------------------------------------
+
+class _Collector:
+    def __init__(self):
+        self.tiles, self.finished, self.errors = [], [], []
+        self.done = threading.Event()
+
+    def tile(self, update):
+        self.tiles.append(update)
+
+    def finish(self, generation):
+        self.finished.append(generation)
+        self.done.set()
+
+    def error(self, generation, message):
+        self.errors.append(message)
+        self.done.set()
+
+
+def _renderer(engine, **kwargs):
+    c = _Collector()
+    return ProgressiveRenderer(engine, c.tile, c.finish, c.error, **kwargs), c
+
+
+def test_progressive_frame_then_tiles_equal_the_full_render(rng):
+    engine = _engine(rng)
+    renderer, got = _renderer(engine)
+    try:
+        view = View.centred(3.3, (45, 60), (200, 260))
+        frame = renderer.request(view, "ddir")
+        assert frame.image.shape == (200, 260, 3) and frame.pending
+        assert got.done.wait(60) and not got.errors
+        canvas = frame.image.copy()
+        for update in got.tiles:
+            assert update.generation == frame.generation
+            y, x, h, w = update.rect
+            canvas[y:y + h, x:x + w] = update.pixels
+        assert got.tiles[-1].done == frame.total
+        y0, x0, y1, x1 = engine.source.photo_rect(view)
+        full = to_uint8(engine.render_region("ddir", 3.3, (view.origin[0] + y0,
+                                                            view.origin[1] + x0),
+                                             (y1 - y0, x1 - x0)))
+        np.testing.assert_array_equal(canvas[y0:y1, x0:x1], full)
+        # Coming back is instant: everything comes from the tile cache.
+        again = renderer.request(view, "ddir")
+        assert again.pending == [] and np.array_equal(again.image, canvas)
+    finally:
+        renderer.close()
+
+
+def test_a_newer_request_cancels_the_older_and_no_stale_tile_arrives(rng):
+    engine = _engine(rng, h=300, w=400)
+    slow = engine.methods["ddir"]
+    original = slow.render
+
+    def slow_render(*args, **kwargs):
+        time.sleep(0.05)
+        return original(*args, **kwargs)
+
+    slow.render = slow_render
+    renderer, got = _renderer(engine)
+    try:
+        first = renderer.request(View.centred(6.0, (150, 200), (600, 800)), "ddir")
+        time.sleep(0.15)
+        second = renderer.request(View.centred(2.0, (150, 200), (128, 128)), "bicubic")
+        assert got.done.wait(30)
+        time.sleep(0.2)
+        stale = [t for t in got.tiles if t.generation == first.generation]
+        # the first view had many tiles; only those finished before the second request came
+        assert len(stale) < len(first.pending)
+        late = [t for t in got.tiles[len(stale):] if t.generation != second.generation]
+        assert late == []
+        assert got.finished == [second.generation]
+    finally:
+        renderer.close()
+
+
+def test_cancel_stops_delivery(rng):
+    engine = _engine(rng, h=300, w=400)
+    renderer, got = _renderer(engine)
+    try:
+        frame = renderer.request(View.centred(8.0, (150, 200), (800, 1000)), "ddir")
+        renderer.cancel()
+        count = len(got.tiles)
+        time.sleep(1.0)
+        assert len(got.tiles) <= count + 1 and len(got.tiles) < len(frame.pending)
+        assert got.finished == []
+    finally:
+        renderer.close()
+
+
+def test_tile_cache_is_bounded(rng):
+    engine = _engine(rng)
+    renderer, got = _renderer(engine, tile_cache_bytes=3 * TILE * TILE * 3)
+    try:
+        frame = renderer.request(View.centred(5.0, (45, 60), (400, 600)), "bicubic")
+        assert got.done.wait(30)
+        assert renderer.tiles.bytes <= 3 * TILE * TILE * 3
+        assert len(got.tiles) == frame.total > len(renderer.tiles)  # older tiles were evicted
+    finally:
+        renderer.close()
+
+
+def test_feature_cache_is_bounded_and_stays_exact(rng):
+    torch.manual_seed(0)
+    photo = _photo(rng, 160, 200)
+    big = Engine(photo, device="cpu")
+    big.add_model("ddir", make_model({"model": "ddir", **SMALL}))
+    budget = 200_000
+    small = Engine(photo, device="cpu", feature_cache_bytes=budget)
+    small.add_model("ddir", big.methods["ddir"].model)
+    for engine in (big, small):
+        features = engine.methods["ddir"].features
+        features.tile = 32
+        features.grid_shape = (5, 7)
+    a = big.render_region("ddir", 3.0, (0, 0), (480, 600))
+    b = small.render_region("ddir", 3.0, (0, 0), (480, 600))
+    assert small.feature_cache.bytes <= budget
+    np.testing.assert_array_equal(a, b)
+
+
+def test_large_photo_renders_a_view_without_encoding_it_all(rng):
+    """A 24-megapixel photo: a view at x2 encodes only the tiles under it."""
+    h, w = 4000, 6000
+    rgb = np.empty((h, w, 3), np.float32)
+    rgb[:] = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    engine = Engine(Photo(rgb=rgb), device="cpu")
+    torch.manual_seed(0)
+    method = engine.add_model("ddir", make_preset("ddir", "compact"))
+    view = View.centred(2.0, (2000, 3000), (400, 640))
+    renderer, got = _renderer(engine)
+    try:
+        frame = renderer.request(view, "ddir")
+        assert got.done.wait(120) and not got.errors
+        tiles = method.features
+        # the view's render tiles cover LR rows 1856-2111 and columns 2816-3199, plus the
+        # ensemble neighbours just outside: 3 x 5 feature tiles of 128 out of 32 x 47
+        assert tiles.tiles_encoded == 15 < tiles.grid_shape[0] * tiles.grid_shape[1]
+        assert frame.image.shape == (400, 640, 3)
+    finally:
+        renderer.close()
+
+
+def test_gpu_out_of_memory_retries_then_falls_back_to_cpu(rng, monkeypatch):
+    engine = _engine(rng)
+    method = engine.methods["ddir"]
+    method.prepare()
+    messages = []
+    method.notify = messages.append
+    method.device = torch.device("cuda")  # pretend; the real decode runs on the CPU
+    real = method._decode
+    chunks = []
+
+    def flaky(*args, **kwargs):
+        chunks.append(method.chunk)
+        if method.device.type == "cuda":
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(method, "_decode", flaky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    out = engine.render_region("ddir", 2.0, (0, 0), (20, 20))
+    assert out.shape == (20, 20, 3)
+    cuda_tries = chunks[:-1]
+    assert cuda_tries == sorted(cuda_tries, reverse=True) and cuda_tries[-1] <= 256  # halved
+    assert method.device.type == "cpu" and "CPU" in messages[0]
+    np.testing.assert_array_equal(out, engine.render_region("ddir", 2.0, (0, 0), (20, 20)))
+
+
+# --- export ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg", ".webp"])
+def test_export_equals_the_viewport(rng, tmp_path, suffix):
+    engine = _engine(rng)
+    scale = 2.7
+    view = View.centred(scale, (40, 55), (150, 210))
+    renderer, got = _renderer(engine)
+    try:
+        frame = renderer.request(view, "ddir")
+        assert got.done.wait(60)
+    finally:
+        renderer.close()
+    canvas = frame.image.copy()
+    for u in got.tiles:
+        y, x, h, w = u.rect
+        canvas[y:y + h, x:x + w] = u.pixels
+    rect = (view.origin[0] / scale, view.origin[1] / scale, 150 / scale, 210 / scale)
+    path = export_region(engine, tmp_path / f"crop{suffix}", "ddir", rect=rect, scale=scale,
+                         quality=100)
+    exported = load_photo(path).rgb
+    assert exported.shape == (150, 210, 3)
+    difference = np.abs(to_uint8(exported).astype(int) - canvas.astype(int))
+    if suffix in (".png", ".tif"):
+        assert difference.max() == 0
+    else:
+        assert difference.mean() < 3
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_export_exact_size_alpha_and_metadata(rng, tmp_path):
+    engine = _engine(rng, alpha=True)
+    engine.photo.exif = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    progress = []
+    path = export_region(engine, tmp_path / "big.png", "bicubic", size=(301, 257),
+                         progress=lambda d, t: progress.append((d, t)))
+    photo = load_photo(path)
+    assert photo.rgb.shape == (301, 257, 3) and photo.alpha is not None
+    assert progress[-1][0] == progress[-1][1] == len(progress)
+    direct = engine.render_region("bicubic", (301 / 90, 257 / 120), (0, 0), (301, 257))
+    np.testing.assert_array_equal(to_uint8(photo.rgb), to_uint8(direct))
+
+
+def test_export_cancel_leaves_nothing(rng, tmp_path):
+    engine = _engine(rng)
+    (tmp_path / "keep.png").write_bytes(b"old")
+    calls = []
+    for name in ("keep.png", "new.jpg"):
+        with pytest.raises(Cancelled):
+            export_region(engine, tmp_path / name, "ddir", scale=6.0,
+                          progress=lambda d, t: calls.append(d),
+                          cancelled=lambda: len(calls) >= 3)
+        calls.clear()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
+    assert (tmp_path / "keep.png").read_bytes() == b"old"
+
+
+def test_export_refusals(rng, tmp_path):
+    engine = _engine(rng)
+    with pytest.raises(ImageSaveError, match="does not exist"):
+        export_region(engine, tmp_path / "no" / "a.png", "bicubic", scale=2)
+    with pytest.raises(ImageSaveError, match="at most 16383"):
+        export_region(engine, tmp_path / "a.webp", "bicubic", scale=200)
+    with pytest.raises(ValueError, match="outside the photo"):
+        export_region(engine, tmp_path / "a.png", "bicubic", rect=(500, 500, 10, 10), scale=2)
+    with pytest.raises(KeyError):
+        export_region(engine, tmp_path / "a.png", "esrgan", scale=2)
+
+
+def test_export_geometry():
+    assert export_geometry((0, 0, 90, 120), scale=2.5) == ((2.5, 2.5), (0, 0), (225, 300))
+    # a rectangle at fractional position: the render pixels whose centres fall inside
+    (_, offset, shape) = export_geometry((10.3, 20.1, 5.0, 7.0), scale=2.0)
+    assert offset == (21, 40) and shape == (10, 14)
+    scale, offset, shape = export_geometry((10, 20, 30, 40), size=(60, 100))
+    assert scale == (2.0, 2.5) and offset == (20.0, 50.0) and shape == (60, 100)
+
+
+def test_lru_accounting():
+    lru = ByteLRU(10, len)
+    lru.put("a", b"1234")
+    lru.put("b", b"123456")
+    assert lru.bytes == 10 and len(lru) == 2
+    lru.get("a")
+    lru.put("c", b"12")  # evicts b, the least recently used
+    assert lru.keys() == ["a", "c"] and lru.bytes == 6
+    lru.put("huge", b"x" * 11)
+    assert "huge" not in lru
+    lru.discard(lambda k: k == "a")
+    assert lru.keys() == ["c"] and lru.bytes == 2
+
+
+def test_grid_regions_reject_queries_outside(rng):
+    torch.manual_seed(0)
+    model = make_model({"model": "liif", **SMALL}).eval()
+    with torch.no_grad():
+        proj = model.project(model.encode(torch.rand(1, 3, 20, 20)))["sr"]
+    grid = {"sr": LatentGrid(proj[:, 5:10, 5:10].contiguous(), (5, 5))}
+    coords = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
+    with pytest.raises(IndexError):
+        model.decode(grid, coords, torch.full((1, 1, 2), 0.5), (20, 20))
