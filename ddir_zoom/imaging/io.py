@@ -57,6 +57,8 @@ class Photo:
     exif: the source's EXIF block with its orientation reset to 1 (the pixels are upright now).
     icc_profile: the source's ICC profile, or None (the pixels are then taken as sRGB).
     bit_depth: 8 or 16, per channel, of the source.
+    rgb8: for 8-bit sources, the decoded 8-bit RGB (what rgb was made from), so that displays
+    need not convert back; None otherwise.
     """
 
     rgb: np.ndarray
@@ -66,6 +68,7 @@ class Photo:
     bit_depth: int = 8
     source: Path | None = None
     format: str | None = None
+    rgb8: np.ndarray | None = None
 
     @property
     def height(self) -> int:
@@ -164,21 +167,33 @@ def _decode(image: Image.Image) -> Photo:
         alpha, bit_depth = None, 8
     else:
         rgb, alpha, bit_depth = _pixels(image, tiles)
+    rgb8 = None
+    if rgb.dtype == np.uint8:  # 8-bit sources come back as uint8, converted once here
+        rgb8 = np.ascontiguousarray(_orient(rgb, orientation))
+        rgb = rgb8
 
-    rgb = _orient(rgb, orientation)
+    if rgb8 is None:
+        rgb = _orient(rgb, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
     exif_bytes = None
     if len(exif):
         if _EXIF_ORIENTATION in exif:
             exif[_EXIF_ORIENTATION] = 1
         exif_bytes = exif.tobytes()
-    return Photo(rgb=np.ascontiguousarray(rgb, dtype=np.float32),
+    return Photo(rgb=unit_float(rgb) if rgb8 is not None else
+                 np.ascontiguousarray(rgb, dtype=np.float32),
                  alpha=None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32),
-                 exif=exif_bytes, icc_profile=icc, bit_depth=bit_depth, format=fmt)
+                 exif=exif_bytes, icc_profile=icc, bit_depth=bit_depth, format=fmt, rgb8=rgb8)
+
+
+def unit_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1], in one pass."""
+    return np.multiply(pixels, np.float32(1.0 / 255.0), dtype=np.float32)
 
 
 def _pixels(image: Image.Image, tiles: list) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """(rgb float32, alpha float32 or None, bit depth) of any Pillow mode."""
+    """(rgb, alpha float32 or None, bit depth) of any Pillow mode; rgb is uint8 for 8-bit
+    sources, float32 in [0, 1] otherwise."""
     mode = image.mode
     if mode in ("RGB", "RGBA") and any(";16" in _rawmode(t) for t in tiles):
         data = _decode_16bit(image, tiles)
@@ -199,14 +214,14 @@ def _pixels(image: Image.Image, tiles: list) -> tuple[np.ndarray, np.ndarray | N
         mode in ("P", "L", "RGB") and "transparency" in image.info)
     if mode in ("L", "LA", "La") or mode == "1":
         converted = image.convert("LA" if has_alpha else "L")
-        data = np.asarray(converted).astype(np.float32) / 255.0
+        data = np.asarray(converted)
         if has_alpha:
-            return np.repeat(data[..., :1], 3, axis=2), data[..., 1], 8
+            return np.repeat(data[..., :1], 3, axis=2), unit_float(data[..., 1]), 8
         return np.repeat(data[..., None], 3, axis=2), None, 8
     converted = image.convert("RGBA" if has_alpha else "RGB")
-    data = np.asarray(converted).astype(np.float32) / 255.0
+    data = np.asarray(converted)
     if has_alpha:
-        return data[..., :3], data[..., 3], 8
+        return data[..., :3], unit_float(data[..., 3]), 8
     return data, None, 8
 
 
@@ -281,7 +296,11 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
     """Float [0, 1] to uint8, rounding to nearest (NaN becomes 0)."""
-    return (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    scaled = np.multiply(array, np.float32(255.0), dtype=np.float32)
+    scaled += np.float32(0.5)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    np.nan_to_num(scaled, copy=False)
+    return scaled.astype(np.uint8)
 
 
 def check_destination(path: Path) -> None:

@@ -1,0 +1,197 @@
+"""Viewport rendering speed and memory, through the same engine the viewer uses.
+
+For a 1280x800 viewport at x1.5, x2.5 and x4 and each method: the time `request` takes to
+return the immediate frame, to the first refined tile, and to the fully refined view, with a cold
+feature cache (a freshly opened photo) and a warm one (features cached, refined tiles not: the
+same place after a zoom step). Also: a 24-megapixel JPEG from open to first frame, the appearance
+embedding's one-off cost, and the peak resident memory of a process viewing that photo.
+
+    python benchmarks/viewport.py                         # compact models, shipped weights
+    python benchmarks/viewport.py --presets compact,paper --device cuda
+
+The photo is a 6000x4000 JPEG made from the bundled sample (written to a temporary folder). When
+resources/weights holds no model of a preset, random weights stand in: speed does not depend on
+the weights. Targets on the 2-core CPU: immediate frame <= 16 ms, first refined tile <= 0.3 s,
+compact DDIR fully refined <= 2 s (aim 1 s), peak memory <= 2 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ddir_zoom.engine import Engine, View
+from ddir_zoom.engine.progressive import ProgressiveRenderer
+from ddir_zoom.imaging import load_photo, resize
+from ddir_zoom.models import make_preset
+from ddir_zoom.resources import bundled_weights, sample_photo
+
+VIEWPORT = (800, 1280)
+
+
+def make_big_jpeg(path: Path, size: tuple[int, int] = (4000, 6000)) -> Path:
+    """A 24 MP photo-like JPEG: the sample photo enlarged, with fine grain."""
+    sample = load_photo(sample_photo()).rgb
+    big = resize(sample, size=size)
+    rng = np.random.default_rng(0)
+    big += rng.normal(0, 0.02, big.shape).astype(np.float32)
+    Image.fromarray((np.clip(big, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path, quality=92)
+    return path
+
+
+def add_models(engine: Engine, presets: list[str], models: list[str]) -> dict[str, str]:
+    """Add each model at each preset; returns name -> where its weights came from."""
+    origin = {}
+    for preset in presets:
+        for model in models:
+            name = f"{model}-{preset}"
+            weights = bundled_weights(model, preset)
+            if weights.exists():
+                engine.add_model(name, weights)
+                origin[name] = str(weights)
+            else:
+                torch.manual_seed(0)
+                engine.add_model(name, make_preset(model, preset))
+                origin[name] = "random weights"
+    return origin
+
+
+def time_view(renderer: ProgressiveRenderer, view: View, method: str) -> dict:
+    first = {}
+    done = threading.Event()
+    state = {"generation": None}
+
+    def on_tile(update) -> None:
+        if update.generation == state["generation"] and "t" not in first:
+            first["t"] = time.perf_counter()
+
+    def on_finished(generation) -> None:
+        if generation == state["generation"]:
+            done.set()
+
+    renderer.on_tile, renderer.on_finished = on_tile, on_finished
+    start = time.perf_counter()
+    frame = renderer.request(view, method)
+    immediate = time.perf_counter() - start
+    state["generation"] = frame.generation
+    if not frame.pending:
+        done.set()
+    done.wait(3600)
+    end = time.perf_counter()
+    return {"immediate_ms": 1000 * immediate,
+            "first_tile_s": (first.get("t", end) - start), "full_s": end - start,
+            "tiles": frame.total}
+
+
+def viewport_table(photo_path: Path, presets: list[str], models: list[str], scales: list[float],
+                   device: str) -> dict:
+    results = []
+    engine = Engine.open(photo_path, device=device)
+    origin = add_models(engine, presets, models)
+    centre = (engine.size[0] / 2, engine.size[1] / 2)
+    embedding = {}
+    for name, method in engine.methods.items():
+        if name == "bicubic":
+            continue
+        start = time.perf_counter()
+        method.prepare()
+        embedding[name] = time.perf_counter() - start
+    for scale in scales:
+        view = View.centred(scale, centre, VIEWPORT)
+        for name in engine.methods:
+            engine.feature_cache.clear()
+            renderer = ProgressiveRenderer(engine, lambda u: None)
+            try:
+                cold = time_view(renderer, view, name)
+                renderer.tiles.clear()  # keep the features, drop the refined tiles
+                warm = time_view(renderer, view, name)
+                again = time_view(renderer, view, name)  # everything cached: a revisit
+            finally:
+                renderer.close()
+            row = {"method": name, "scale": scale, "cold": cold, "warm": warm,
+                   "revisit_ms": again["immediate_ms"]}
+            results.append(row)
+            print(f"| {name} | x{scale:g} | {cold['immediate_ms']:.1f} | "
+                  f"{cold['first_tile_s']:.2f} | {cold['full_s']:.2f} | "
+                  f"{warm['first_tile_s']:.2f} | {warm['full_s']:.2f} | "
+                  f"{again['immediate_ms']:.1f} |", flush=True)
+    return {"rows": results, "weights": origin, "embedding_s": embedding}
+
+
+def open_and_view(photo_path: str, device: str, presets: list[str], models: list[str]) -> None:
+    """Child process: open the 24 MP photo, show a first frame, refine views at fit, x1.5 and
+    x4 with every model; print timings and the peak resident memory as JSON."""
+    start = time.perf_counter()
+    engine = Engine.open(photo_path, device=device)
+    renderer = ProgressiveRenderer(engine, lambda u: None)
+    fit = View.fit(engine.size, VIEWPORT)
+    renderer.request(fit, "bicubic")
+    first_frame = time.perf_counter() - start
+    renderer.close()
+    add_models(engine, presets, models)
+    for name in engine.methods:
+        for scale in (fit.scale, 1.5, 4.0):
+            renderer = ProgressiveRenderer(engine, lambda u: None)
+            try:
+                time_view(renderer, View.centred(scale, (2000, 3000), VIEWPORT), name)
+            finally:
+                renderer.close()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"open_to_first_frame_s": first_frame, "peak_rss_mib": peak_kib / 1024}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--presets", default="compact")
+    parser.add_argument("--models", default="liif,ddir")
+    parser.add_argument("--scales", default="1.5,2.5,4")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    presets, models = args.presets.split(","), args.models.split(",")
+    if args.child:
+        open_and_view(args.child, args.device, presets, models)
+        return 0
+
+    with tempfile.TemporaryDirectory() as folder:
+        photo = make_big_jpeg(Path(folder) / "big.jpg")
+        print(f"device {args.device}, {torch.get_num_threads()} threads; 24 MP JPEG "
+              f"{photo.stat().st_size / 1e6:.1f} MB; viewport {VIEWPORT[1]}x{VIEWPORT[0]}\n")
+        print("| method | scale | immediate frame (ms) | first tile, cold (s) | full, cold (s) "
+              "| first tile, warm (s) | full, warm (s) | revisit (ms) |")
+        print("|---|---|---|---|---|---|---|---|")
+        table = viewport_table(photo, presets, models,
+                               [float(s) for s in args.scales.split(",")], args.device)
+        print()
+        for name, seconds in table["embedding_s"].items():
+            print(f"appearance embedding of the 24 MP photo, {name}: {seconds:.2f} s "
+                  f"(once per photo)")
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", str(photo), "--device", args.device,
+             "--presets", args.presets, "--models", args.models],
+            capture_output=True, text=True, check=True)
+        memory = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"24 MP JPEG, open to first frame: {memory['open_to_first_frame_s']:.2f} s; "
+              f"peak resident memory while viewing it with every method: "
+              f"{memory['peak_rss_mib']:.0f} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**table, **memory, "device": args.device},
+                                              indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
