@@ -101,9 +101,10 @@ class FeatureTiles:
         return True
 
     def grids(self, y0: int, x0: int, y1: int, x1: int) -> dict[str, LatentGrid]:
-        """Projections over LR pixels [y0, y1) x [x0, x1) (clipped to the photo), one
-        LatentGrid per branch, assembled from tiles. Tiles not in the cache are encoded and
-        used directly, so the result is right even when the cache cannot hold them all."""
+        """Projections covering LR pixels [y0, y1) x [x0, x1) (clipped to the photo), one
+        LatentGrid per branch: the tile itself when one tile holds the region, else the region
+        cut from its tiles. Tiles not in the cache are encoded and used directly, so the result
+        is right even when the cache cannot hold them all."""
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)
         ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1)
@@ -114,12 +115,19 @@ class FeatureTiles:
                     tile = self.cache.get(self._tile_key(ty, tx))
                     tiles[(ty, tx)] = tile if tile is not None else self._encode(ty, tx)
         t = self.tile
-        oy, ox = ty0 * t, tx0 * t
+        if ty1 - ty0 == 1 and tx1 - tx0 == 1:
+            # One tile holds the region: decode straight from it, no copy.
+            return {b: LatentGrid(v, (ty0 * t, tx0 * t)) for b, v in tiles[(ty0, tx0)].items()}
         grids = {}
         for branch in tiles[(ty0, tx0)]:
-            block = torch.cat([torch.cat([tiles[(ty, tx)][branch] for tx in range(tx0, tx1)],
-                                         dim=2) for ty in range(ty0, ty1)], dim=1)
-            grids[branch] = LatentGrid(block[:, y0 - oy:y1 - oy, x0 - ox:x1 - ox], (y0, x0))
+            rows = []
+            for ty in range(ty0, ty1):
+                r0, r1 = max(y0, ty * t) - ty * t, min(y1, (ty + 1) * t) - ty * t
+                rows.append(torch.cat([
+                    tiles[(ty, tx)][branch][:, r0:r1, max(x0, tx * t) - tx * t:
+                                            min(x1, (tx + 1) * t) - tx * t]
+                    for tx in range(tx0, tx1)], dim=2))
+            grids[branch] = LatentGrid(torch.cat(rows, dim=1), (y0, x0))
         return grids
 
 

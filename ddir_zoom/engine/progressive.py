@@ -25,7 +25,7 @@ import numpy as np
 from ddir_zoom.engine.engine import Engine
 from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.engine.methods import Cancelled, NeuralMethod
-from ddir_zoom.engine.source import sample_view
+from ddir_zoom.engine.source import BACKGROUND, sample_view
 from ddir_zoom.engine.view import TILE, View, tile_rect, visible_tiles
 from ddir_zoom.imaging.io import to_uint8
 
@@ -112,16 +112,14 @@ class ProgressiveRenderer:
     def request(self, view: View, method: str) -> Frame:
         """The immediate frame of `view` rendered with `method`; refinement starts behind it."""
         self.engine.method(method)  # unknown names fail here, not in the worker
-        size = self.engine.size
-        tiles = visible_tiles(view, size)
-        image = self._immediate(view)
-        pending = []
+        tiles = visible_tiles(view, self.engine.size)
+        cached = {tile: self.tiles.get((method, view.scale, tile)) for tile in tiles}
+        pending = [tile for tile, pixels in cached.items() if pixels is None]
+        # With every tile cached the preview would be painted over entirely: skip it.
+        image = self._immediate(view) if pending else self._background(view)
         done = 0
-        for tile in tiles:
-            pixels = self.tiles.get((method, view.scale, tile))
-            if pixels is None:
-                pending.append(tile)
-            else:
+        for tile, pixels in cached.items():
+            if pixels is not None:
                 y, x, h, w = self._screen_rect(view, tile)
                 ty, tx = y + view.origin[0] - tile[0] * TILE, x + view.origin[1] - tile[1] * TILE
                 image[y:y + h, x:x + w] = pixels[ty:ty + h, tx:tx + w]
@@ -155,6 +153,12 @@ class ProgressiveRenderer:
             self._job = None
             self._cond.notify()
         self._thread.join(timeout=30)
+
+    def _background(self, view: View) -> np.ndarray:
+        image = np.empty((*view.size, 3), np.uint8)
+        if self.engine.source.photo_rect(view) != (0, 0, *view.size):
+            image[:] = BACKGROUND
+        return image
 
     def _immediate(self, view: View) -> np.ndarray:
         """The previous frame resampled, if it covers `view` at a nearby scale and at least half

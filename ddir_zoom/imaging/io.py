@@ -169,7 +169,7 @@ def _decode(image: Image.Image) -> Photo:
         rgb, alpha, bit_depth = _pixels(image, tiles)
     rgb8 = None
     if rgb.dtype == np.uint8:  # 8-bit sources come back as uint8, converted once here
-        rgb8 = np.ascontiguousarray(_orient(rgb, orientation))
+        rgb8 = np.array(_orient(rgb, orientation), order="C")  # a writable copy
         rgb = rgb8
 
     if rgb8 is None:

@@ -21,11 +21,10 @@ from torch import nn
 from ddir_zoom.models.edsr import EDSREncoder
 from ddir_zoom.models.implicit import LatentGrid, Neighbours, local_ensemble
 
-CHUNK_ELEMENTS = 2**17
-"""Queries per chunk x widest MLP layer. A chunk's activations (4 neighbours x chunk x width
-floats, 2 MB) then stay in cache: 512 queries for 256-wide MLPs, 2048 for 64-wide ones were
-the fastest measured on a 2-core CPU (benchmarks/decode.py); 4-8x larger chunks were up to
-twice as slow."""
+CHUNK_ELEMENTS = 2**18
+"""Queries per chunk x widest MLP layer: 1024 queries for 256-wide MLPs, 4096 for 64-wide ones,
+the fastest measured on a 2-core CPU (benchmarks/decode.py, and 128x128 viewport tiles); twice
+or four times larger chunks fall out of cache and were up to twice as slow."""
 
 
 class ImplicitSR(nn.Module):

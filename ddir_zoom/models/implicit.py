@@ -161,29 +161,30 @@ class LocalImplicitDecoder(nn.Module):
             raise IndexError("a query needs latents outside the given LatentGrid")
         batch_offset = torch.arange(batch, device=iy.device).view(1, batch, 1) * rows
         flat_index = ((batch_offset + iy) * cols + ix).reshape(-1)
-        hidden = values.reshape(-1, width).index_select(0, flat_index)
+        flat = values.reshape(-1, width)  # a view when the grid is contiguous
+        hidden = flat.index_select(0, flat_index)
 
-        # Everything else of the first layer in one small-K product added onto the gathered
-        # projections: rows [rel (2), cell (2), per-query extra (E), one-hot batch (B)] times
-        # [W_rel; W_cell; W_extra; per-image bias]. One pass instead of one per term.
+        # The rest of the first layer, added in place onto the gathered projections: the
+        # relative coordinate of each neighbour (a K=2 product), then the terms its 4
+        # neighbours share: bias, cell and extra (per query, or per image as for DDIR's
+        # appearance embedding).
         _, w_rel, w_cell, w_extra = self._first_weights()
-        bias = self.mlp.linears[0].bias.expand(batch, width)
-        per_query = [2.0 * cells]
-        weights = [w_rel, w_cell]
+        hidden.addmm_(nb.rel.reshape(-1, 2), w_rel.t())
+        bias = self.mlp.linears[0].bias
         if self.extra_dim:
             if extra is None:
                 raise ValueError("this decoder needs its extra input")
             if extra.shape[1] == 1:
-                bias = bias + extra[:, 0] @ w_extra.t()
+                per_image = bias + extra[:, 0] @ w_extra.t()  # (B, D)
+                shared = torch.baddbmm(per_image.unsqueeze(1), cells, w_cell.t().expand(
+                    batch, 2, width), alpha=2.0)
             else:
-                per_query.append(extra)
-                weights.append(w_extra)
-        one_hot = torch.eye(batch, dtype=cells.dtype, device=cells.device)
-        per_query.append(one_hot.view(batch, 1, batch).expand(batch, n, batch))
-        small = torch.cat([nb.rel, torch.cat(per_query, -1).expand(4, -1, -1, -1)], -1)
-        small_weight = torch.cat([torch.cat(weights, 1).t(), bias], 0)
-        x = torch.addmm(hidden, small.reshape(4 * batch * n, -1), small_weight)
-        x = torch.relu_(x)
+                inputs = torch.cat([2.0 * cells, extra], -1).reshape(-1, 2 + self.extra_dim)
+                shared = torch.addmm(bias, inputs, torch.cat([w_cell, w_extra], 1).t())
+        else:
+            shared = torch.addmm(bias, cells.reshape(-1, 2), w_cell.t(), alpha=2.0)
+        hidden.view(4, batch, n, width).add_(shared.view(1, batch, n, width))
+        x = torch.relu_(hidden)
         linears = self.mlp.linears
         for layer in linears[1:-1]:
             x = torch.relu_(torch.addmm(layer.bias, x, layer.weight.t()))
