@@ -390,3 +390,26 @@ def test_grid_regions_reject_queries_outside(rng):
     coords = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
     with pytest.raises(IndexError):
         model.decode(grid, coords, torch.full((1, 1, 2), 0.5), (20, 20))
+
+
+def test_channels_render_side_by_side_and_cancel_separately(rng):
+    engine = _engine(rng)
+    renderer, got = _renderer(engine)
+    try:
+        view = View.centred(3.0, (45, 60), (256, 384))
+        a = renderer.request(view, "ddir", channel=0)
+        b = renderer.request(view, "bicubic", channel=1)
+        c = renderer.request(view.zoomed(3.5), "bicubic", channel=1)  # replaces only b
+        deadline = time.time() + 60
+        while time.time() < deadline and not {a.generation, c.generation} <= set(got.finished):
+            time.sleep(0.05)
+        assert {a.generation, c.generation} <= set(got.finished)
+        assert b.generation not in got.finished
+        by_channel = {0: [], 1: []}
+        for update in got.tiles:
+            by_channel[update.channel].append(update.generation)
+        assert set(by_channel[0]) == {a.generation}
+        assert set(by_channel[1]) <= {b.generation, c.generation}
+        assert by_channel[1].count(c.generation) == len(c.pending)
+    finally:
+        renderer.close()

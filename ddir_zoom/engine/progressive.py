@@ -45,6 +45,7 @@ class Frame:
     image: np.ndarray  # uint8 (H, W, 3)
     pending: list[tuple[int, int]]  # tiles still to refine, in the order they will come
     total: int  # tiles of the view that hold photo pixels
+    channel: int = 0
 
 
 @dataclass
@@ -57,11 +58,13 @@ class TileUpdate:
     pixels: np.ndarray  # uint8 (h, w, 3)
     done: int  # refined tiles of this view so far (cached ones included)
     total: int
+    channel: int = 0
 
 
 @dataclass
 class _Job:
     generation: int
+    channel: int
     view: View
     method: str
     pending: list[tuple[int, int]]
@@ -71,7 +74,7 @@ class _Job:
 
 @dataclass
 class _Canvas:
-    """The latest frame: what the next immediate frame may be resampled from."""
+    """A channel's latest frame: what its next immediate frame may be resampled from."""
 
     view: View
     image: np.ndarray
@@ -82,6 +85,10 @@ class _Canvas:
 
 class ProgressiveRenderer:
     """Renders views of one engine progressively (see the module doc).
+
+    Views are requested on numbered channels, one per pane of a comparison: a request cancels
+    only its own channel's older work, and the single worker refines the channels' tiles in
+    turn, so panes fill in together. Generation numbers are unique across channels.
 
     on_tile(TileUpdate), on_finished(generation) and on_error(generation, message) are called
     from the worker thread; keep them short (emit a Qt signal, put in a queue).
@@ -97,26 +104,32 @@ class ProgressiveRenderer:
         self.on_error = on_error or (lambda generation, message: None)
         self.tiles = ByteLRU(tile_cache_bytes, lambda a: a.nbytes)
         self._cond = threading.Condition()
-        self._generation = 0
-        self._job: _Job | None = None
-        self._canvas: _Canvas | None = None
+        self._counter = 0
+        self._current: dict[int, int] = {}  # channel -> its latest generation
+        self._jobs: dict[int, _Job] = {}
+        self._canvas: dict[int, _Canvas] = {}
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="ddir-zoom-render", daemon=True)
         self._thread.start()
 
     @property
     def generation(self) -> int:
-        return self._generation
+        """The latest generation handed out, on any channel."""
+        return self._counter
+
+    def busy(self) -> bool:
+        with self._cond:
+            return bool(self._jobs)
 
     # --- the caller's side (the GUI thread): never waits for the models ---------------------
-    def request(self, view: View, method: str) -> Frame:
+    def request(self, view: View, method: str, channel: int = 0) -> Frame:
         """The immediate frame of `view` rendered with `method`; refinement starts behind it."""
         self.engine.method(method)  # unknown names fail here, not in the worker
         tiles = visible_tiles(view, self.engine.size)
         cached = {tile: self.tiles.get((method, view.scale, tile)) for tile in tiles}
         pending = [tile for tile, pixels in cached.items() if pixels is None]
         # With every tile cached the preview would be painted over entirely: skip it.
-        image = self._immediate(view) if pending else self._background(view)
+        image = self._immediate(view, channel) if pending else self._background(view)
         done = 0
         for tile, pixels in cached.items():
             if pixels is not None:
@@ -125,22 +138,29 @@ class ProgressiveRenderer:
                 image[y:y + h, x:x + w] = pixels[ty:ty + h, tx:tx + w]
                 done += 1
         with self._cond:
-            self._generation += 1
-            generation = self._generation
-            self._canvas = _Canvas(view, image.copy(), done, len(tiles))
-            self._job = _Job(generation, view, method, pending, done, len(tiles)) \
-                if pending else None
+            self._counter += 1
+            generation = self._counter
+            self._current[channel] = generation
+            self._canvas[channel] = _Canvas(view, image.copy(), done, len(tiles))
+            if pending:
+                self._jobs[channel] = _Job(generation, channel, view, method, pending, done,
+                                           len(tiles))
+            else:
+                self._jobs.pop(channel, None)
             self._cond.notify()
-        frame = Frame(generation, view, method, image, pending, len(tiles))
+        frame = Frame(generation, view, method, image, list(pending), len(tiles), channel)
         if not pending:
             self.on_finished(generation)
         return frame
 
-    def cancel(self) -> None:
-        """Drop all outstanding work; nothing more is delivered until the next request."""
+    def cancel(self, channel: int | None = None) -> None:
+        """Drop outstanding work (of one channel, or all): nothing more is delivered for it
+        until its next request."""
         with self._cond:
-            self._generation += 1
-            self._job = None
+            for c in [channel] if channel is not None else list(self._current):
+                self._counter += 1
+                self._current[c] = self._counter
+                self._jobs.pop(c, None)
 
     def forget(self, method: str) -> None:
         """Drop the cached tiles of `method` (its model changed)."""
@@ -149,8 +169,7 @@ class ProgressiveRenderer:
     def close(self) -> None:
         with self._cond:
             self._stopped = True
-            self._generation += 1
-            self._job = None
+            self._jobs.clear()
             self._cond.notify()
         self._thread.join(timeout=30)
 
@@ -160,11 +179,11 @@ class ProgressiveRenderer:
             image[:] = BACKGROUND
         return image
 
-    def _immediate(self, view: View) -> np.ndarray:
-        """The previous frame resampled, if it covers `view` at a nearby scale and at least half
-        of it was refined; else the photo's preview."""
+    def _immediate(self, view: View, channel: int) -> np.ndarray:
+        """The channel's previous frame resampled, if it covers `view` at a nearby scale and
+        at least half of it was refined; else the photo's preview."""
         source = self.engine.source
-        canvas = self._canvas
+        canvas = self._canvas.get(channel)
         if canvas is not None and canvas.total and canvas.refined * 2 >= canvas.total:
             ratio = view.scale / canvas.view.scale
             if 1.0 / NEARBY_SCALE <= ratio <= NEARBY_SCALE:
@@ -193,54 +212,66 @@ class ProgressiveRenderer:
         return top - view.origin[0], left - view.origin[1], bottom - top, right - left
 
     # --- the worker -------------------------------------------------------------------------
+    def _next(self) -> tuple[_Job, tuple[int, int]] | None:
+        """The next tile to refine: channels take turns. Called with the lock held."""
+        if not self._jobs:
+            return None
+        channel = min(self._jobs, key=lambda c: self._jobs[c].done)  # the least refined first
+        job = self._jobs[channel]
+        tile = job.pending.pop(0)
+        if not job.pending:
+            del self._jobs[channel]
+        return job, tile
+
     def _run(self) -> None:
+        prepared: set[str] = set()
         while True:
             with self._cond:
-                while self._job is None and not self._stopped:
+                while not self._jobs and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
                     return
-                job, self._job = self._job, None
+                job, tile = self._next()
             try:
-                self._refine(job)
+                if job.method not in prepared:
+                    method = self.engine.method(job.method)
+                    if isinstance(method, NeuralMethod):
+                        method.prepare()
+                    prepared.add(job.method)
+                self._refine(job, tile)
             except Cancelled:
                 pass
             except Exception as exc:  # the user sees a message, the worker lives on
                 traceback.print_exc()
                 with self._cond:
-                    if job.generation == self._generation:
+                    if self._current.get(job.channel) == job.generation:
+                        self._jobs.pop(job.channel, None)
                         self.on_error(job.generation, f"{type(exc).__name__}: {exc}")
 
-    def _refine(self, job: _Job) -> None:
+    def _refine(self, job: _Job, tile: tuple[int, int]) -> None:
         def cancelled() -> bool:
-            return job.generation != self._generation
+            return self._current.get(job.channel) != job.generation
 
-        method = self.engine.method(job.method)
-        if isinstance(method, NeuralMethod):
-            method.prepare()
+        if cancelled():
+            return
         view, scale = job.view, job.view.scale
-        done = job.done
-        for tile in job.pending:
+        y, x, h, w = tile_rect(tile, self.engine.size, scale)
+        pixels = to_uint8(self.engine.render_region(job.method, scale, (y, x), (h, w),
+                                                    cancelled))
+        self.tiles.put((job.method, scale, tile), pixels)
+        with self._cond:
             if cancelled():
                 return
-            y, x, h, w = tile_rect(tile, self.engine.size, scale)
-            pixels = to_uint8(self.engine.render_region(job.method, scale, (y, x), (h, w),
-                                                        cancelled))
-            self.tiles.put((job.method, scale, tile), pixels)
-            with self._cond:
-                if cancelled():
-                    return
-                done += 1
-                sy, sx, sh, sw = self._screen_rect(view, tile)
-                ty, tx = sy + view.origin[0] - y, sx + view.origin[1] - x
-                visible = pixels[ty:ty + sh, tx:tx + sw]
-                canvas = self._canvas
-                if canvas is not None and canvas.view == view:
-                    with canvas.lock:
-                        canvas.image[sy:sy + sh, sx:sx + sw] = visible
-                        canvas.refined += 1
-                self.on_tile(TileUpdate(job.generation, tile, (sy, sx, sh, sw), visible, done,
-                                        job.total))
-        with self._cond:
-            if not cancelled():
+            job.done += 1
+            sy, sx, sh, sw = self._screen_rect(view, tile)
+            ty, tx = sy + view.origin[0] - y, sx + view.origin[1] - x
+            visible = pixels[ty:ty + sh, tx:tx + sw]
+            canvas = self._canvas.get(job.channel)
+            if canvas is not None and canvas.view == view:
+                with canvas.lock:
+                    canvas.image[sy:sy + sh, sx:sx + sw] = visible
+                    canvas.refined += 1
+            self.on_tile(TileUpdate(job.generation, tile, (sy, sx, sh, sw), visible, job.done,
+                                    job.total, job.channel))
+            if job.done == job.total:
                 self.on_finished(job.generation)
