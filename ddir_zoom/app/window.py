@@ -1,66 +1,558 @@
-"""The main window. For now it shows one photo fitted to the window; the zoom viewer grows here."""
+"""The main window: opening photos, the zoom controls, comparison layouts, export, settings.
+
+Opening (file dialog, drag and drop, command line, recent files, paste) decodes the photo and
+prepares the engine off the GUI thread; a bad file shows its reason in the window and the photo
+on screen stays.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QPixmap, QResizeEvent
-from PySide6.QtWidgets import QLabel, QMainWindow
+import numpy as np
+import qtawesome as qta
+import torch
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QIcon,
+    QImage,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QProgressDialog,
+    QSlider,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt.utils import create_worker
 
-from ddir_zoom.app.qimage import to_qimage
+from ddir_zoom import __version__
+from ddir_zoom.app.export_dialog import ExportDialog, ExportJob
+from ddir_zoom.app.settings import Settings
+from ddir_zoom.app.theme import THEMES, apply_theme
+from ddir_zoom.app.viewer import MODE_NAMES, MODES, Viewer, display_name
+from ddir_zoom.engine import Engine
+from ddir_zoom.engine.view import MAX_SCALE
 from ddir_zoom.imaging import ImageLoadError, Photo, load_photo
+from ddir_zoom.imaging.io import READ_FORMATS, unit_float
+from ddir_zoom.models import CheckpointError, describe, pick_device
+from ddir_zoom.resources import bundled_weights, resource
+
+SLIDER_STEPS = 1000
+BUNDLED = {"DDIR": ("ddir", "compact"), "LIIF": ("liif", "compact"),
+           "DDIR (paper)": ("ddir", "paper"), "LIIF (paper)": ("liif", "paper")}
+IMAGE_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.webp *.bmp);;All files (*)")
 
 
-class PhotoLabel(QLabel):
-    """A label that keeps its pixmap fitted to its size, aspect ratio kept."""
+def app_icon() -> QIcon:
+    return QIcon(str(resource("icons", "ddir-zoom.svg")))
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(1, 1)
-        self._pixmap: QPixmap | None = None
 
-    def set_photo(self, pixmap: QPixmap) -> None:
-        self._pixmap = pixmap
-        self._refit()
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
-        super().resizeEvent(event)
-        self._refit()
-
-    def _refit(self) -> None:
-        if self._pixmap is not None:
-            self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
-                                               Qt.TransformationMode.SmoothTransformation))
+def load_engine(source: str | Path | Photo, device: str, models: dict[str, Path]
+                ) -> tuple[Engine, list[str]]:
+    """Decode (unless given a Photo) and prepare an engine with `models`; runs off the GUI
+    thread. Returns the engine and warnings about models that could not be loaded."""
+    photo = source if isinstance(source, Photo) else load_photo(source)
+    engine = Engine(photo, device=device)
+    warnings = []
+    for name, path in models.items():
+        try:
+            engine.add_model(name, path)
+        except (CheckpointError, OSError, RuntimeError) as exc:
+            warnings.append(f"{name}: {exc}")
+    return engine, warnings
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
+        self.settings = settings or Settings()
         self.setWindowTitle("ddir-zoom")
-        self.resize(1000, 700)
-        self.view = PhotoLabel()
-        self.setCentralWidget(self.view)
-        self.photo: Photo | None = None
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.engine: Engine | None = None
+        self.photo_name = ""
         self.error: str | None = None
+        self.loading = False
+        self.export_job: ExportJob | None = None
 
-    def open_photo(self, path: str | Path) -> None:
-        """Decode `path` off the GUI thread; show it, or the reason it cannot be shown."""
-        self.statusBar().showMessage(f"Opening {path} ...")
-        # Connected at creation: superqt re-raises errors of workers without an errored slot.
-        create_worker(load_photo, Path(path), _start_thread=True,
-                      _connect={"returned": self._show_photo, "errored": self._show_error})
+        self.viewer = Viewer()
+        self.viewer.methods = list(self.settings.methods)[:3] + ["bicubic"] * (
+            3 - len(self.settings.methods[:3]))
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background: #8a2a2a; color: white; padding: 6px;")
+        self.banner.hide()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.viewer)
+        self.setCentralWidget(central)
 
-    def _show_photo(self, photo: Photo) -> None:
-        self.photo, self.error = photo, None
-        self.view.set_photo(QPixmap.fromImage(to_qimage(photo.rgb)))
-        self.setWindowTitle(f"{photo.source.name} - ddir-zoom")
-        self.statusBar().showMessage(f"{photo.source.name}: {photo.width} x {photo.height}")
+        self._make_actions()
+        self._make_toolbar()
+        self._make_menus()
+        self._make_statusbar()
+        self.viewer.viewChanged.connect(self._view_changed)
+        self.viewer.progressChanged.connect(self._progress)
+        self.viewer.cursorMoved.connect(self._cursor)
+        self.viewer.selectionChanged.connect(self._selection_changed)
+        self.viewer.errorRaised.connect(self.show_error)
+        self.set_layout(self.settings.layout if self.settings.layout in MODES else "single")
+        geometry = self.settings.geometry
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 860)
 
-    def _show_error(self, exc: Exception) -> None:
-        self.error = str(exc) if isinstance(exc, ImageLoadError) else f"Cannot open: {exc}"
-        self.view.setText(self.error)
-        self.view.setWordWrap(True)
-        self.statusBar().showMessage(self.error)
+    # --- building the window -----------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut=None, icon: str | None = None,
+                checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if icon:
+            action.setIcon(qta.icon(icon, color_active="white"))
+        if shortcut is not None:
+            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work without the menu bar too
+        return action
+
+    def _make_actions(self) -> None:
+        a = self._action
+        self.open_action = a("&Open...", self.open_dialog, QKeySequence.StandardKey.Open,
+                             "fa6s.folder-open")
+        self.paste_action = a("&Paste image", self.paste, QKeySequence.StandardKey.Paste,
+                              "fa6s.paste")
+        self.model_action = a("Load &model...", self.load_model_dialog, None, "fa6s.brain")
+        self.export_action = a("&Export selection...", lambda: self.export(selection=True),
+                               "Ctrl+E", "fa6s.file-export")
+        self.export_view_action = a("Export &view...", lambda: self.export(selection=False),
+                                    "Ctrl+Shift+E", "fa6s.download")
+        self.clear_selection_action = a("Clear selection", lambda: self.viewer.clear_selection(),
+                                        "Esc", "fa6s.rectangle-xmark")
+        self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.fit_action = a("&Fit", self.viewer.fit, "0", "fa6s.expand")
+        self.zoom_actions = [a(f"{p}%", lambda checked=False, p=p: self.viewer.zoom_to(p / 100),
+                               str(p // 100), None) for p in (100, 200, 400)]
+        self.zoom_in_action = a("Zoom &in", lambda: self.viewer.zoom_by(1.25), ["+", "="],
+                                "fa6s.magnifying-glass-plus")
+        self.zoom_out_action = a("Zoom &out", lambda: self.viewer.zoom_by(0.8), "-",
+                                 "fa6s.magnifying-glass-minus")
+        self.flip_action = a("&Flip A and B", self.viewer.flip, "F", "fa6s.right-left")
+        icons = {"single": "fa6s.square", "side2": "fa6s.table-columns",
+                 "side3": "fa6s.table-cells", "wipe": "fa6s.arrows-left-right"}
+        keys = {"single": "Ctrl+1", "side2": "Ctrl+2", "side3": "Ctrl+3", "wipe": "W"}
+        self.layout_group = QActionGroup(self)
+        self.layout_actions = {}
+        for mode, name in MODE_NAMES.items():
+            action = a(name, lambda checked=False, m=mode: self.set_layout(m), keys[mode],
+                       icons[mode], checkable=True)
+            self.layout_group.addAction(action)
+            self.layout_actions[mode] = action
+
+    def _make_toolbar(self) -> None:
+        bar = QToolBar("Main")
+        bar.setObjectName("main-toolbar")
+        bar.setMovable(False)
+        self.addToolBar(bar)
+        for action in (self.open_action, self.paste_action, self.export_action):
+            bar.addAction(action)
+        bar.addSeparator()
+        for action in self.layout_actions.values():
+            bar.addAction(action)
+        self.method_boxes = []
+        self.method_labels = []
+        for slot, letter in enumerate("ABC"):
+            label = QLabel(f" {letter} ")
+            box = QComboBox()
+            box.setMinimumContentsLength(10)
+            box.activated.connect(lambda index, s=slot: self._method_chosen(s))
+            self.method_labels.append(bar.addWidget(label))
+            self.method_boxes.append((box, bar.addWidget(box)))
+        bar.addAction(self.flip_action)
+        bar.addSeparator()
+        bar.addAction(self.zoom_out_action)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setMinimumWidth(220)
+        self.slider.setToolTip("Zoom (logarithmic, from fit to 32x)")
+        self.slider.valueChanged.connect(self._slider_moved)
+        bar.addWidget(self.slider)
+        bar.addAction(self.zoom_in_action)
+        self.spin = QDoubleSpinBox()
+        self.spin.setRange(0.05, MAX_SCALE)
+        self.spin.setDecimals(3)
+        self.spin.setSingleStep(0.1)
+        self.spin.setSuffix(" x")
+        self.spin.setKeyboardTracking(False)
+        self.spin.valueChanged.connect(lambda value: self.viewer.zoom_to(value))
+        bar.addWidget(self.spin)
+        bar.addAction(self.fit_action)
+        for action in self.zoom_actions:
+            bar.addAction(action)
+        self._refresh_methods()
+
+    def _make_menus(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        menu.addAction(self.open_action)
+        self.recent_menu = menu.addMenu(qta.icon("fa6s.clock-rotate-left"), "Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        menu.addAction(self.paste_action)
+        menu.addAction(self.model_action)
+        menu.addSeparator()
+        menu.addAction(self.export_action)
+        menu.addAction(self.export_view_action)
+        menu.addAction(self.clear_selection_action)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+
+        menu = self.menuBar().addMenu("&View")
+        for action in (self.fit_action, *self.zoom_actions, self.zoom_in_action,
+                       self.zoom_out_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        for action in self.layout_actions.values():
+            menu.addAction(action)
+        menu.addAction(self.flip_action)
+        menu.addSeparator()
+        theme_menu = menu.addMenu(qta.icon("fa6s.circle-half-stroke"), "&Theme")
+        group = QActionGroup(self)
+        for theme in THEMES:
+            action = theme_menu.addAction(theme.capitalize())
+            action.setCheckable(True)
+            action.setChecked(theme == self.settings.theme)
+            action.triggered.connect(lambda checked=False, t=theme: self.set_theme(t))
+            group.addAction(action)
+
+        menu = self.menuBar().addMenu("&Device")
+        group = QActionGroup(self)
+        available = {"auto": True, "cpu": True, "cuda": torch.cuda.is_available(),
+                     "mps": torch.backends.mps.is_available()}
+        for device, ok in available.items():
+            action = menu.addAction({"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU",
+                                     "mps": "Apple GPU (MPS)"}[device])
+            action.setCheckable(True)
+            action.setEnabled(ok)
+            action.setChecked(device == self.settings.device)
+            action.triggered.connect(lambda checked=False, d=device: self.set_device(d))
+            group.addAction(action)
+
+        menu = self.menuBar().addMenu("&Help")
+        menu.addAction("&Controls", self._show_controls)
+        menu.addAction("&About ddir-zoom", self._about)
+
+    def _make_statusbar(self) -> None:
+        status = self.statusBar()
+        self.zoom_label = QLabel()
+        self.cursor_label = QLabel()
+        self.device_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(140)
+        self.progress.setMaximumHeight(14)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        for widget in (self.cursor_label, self.zoom_label, self.device_label, self.progress):
+            status.addPermanentWidget(widget)
+
+    # --- opening -----------------------------------------------------------------------------
+    def _models(self) -> dict[str, Path]:
+        models = {name: bundled_weights(*spec) for name, spec in BUNDLED.items()
+                  if bundled_weights(*spec).exists()}
+        for path in self.settings.models:
+            if Path(path).exists():
+                models[Path(path).stem] = Path(path)
+        return models
+
+    def open_path(self, path: str | Path) -> None:
+        self._open(Path(path), Path(path).name)
+
+    def _open(self, source: Path | Photo, name: str) -> None:
+        """Load off the GUI thread; the current photo stays until the new one is ready."""
+        self.loading = True
+        self.statusBar().showMessage(f"Opening {name} ...")
+        QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
+
+        def done(result: tuple[Engine, list[str]]) -> None:
+            engine, warnings = result
+            self._finish_loading()
+            self._show_engine(engine, name)
+            if isinstance(source, Path):
+                self.settings.add_recent(str(source.resolve()))
+                self.settings.last_folder = str(source.resolve().parent)
+            if warnings:
+                self.show_error("Some models could not be loaded: " + "; ".join(warnings))
+
+        def failed(exc: Exception) -> None:
+            self._finish_loading()
+            if isinstance(source, Path) and not source.exists():
+                self.settings.remove_recent(str(source))
+            message = str(exc) if isinstance(exc, ImageLoadError) else \
+                f"Cannot open {name}: {type(exc).__name__}: {exc}"
+            self.show_error(message)
+
+        create_worker(load_engine, source, self.settings.device, self._models(),
+                      _start_thread=True, _connect={"returned": done, "errored": failed})
+
+    def _finish_loading(self) -> None:
+        self.loading = False
+        QApplication.restoreOverrideCursor()
+        self.statusBar().clearMessage()
+
+    def _show_engine(self, engine: Engine, name: str) -> None:
+        if self.engine is not None:
+            self.viewer.close_engine()
+        self.engine = engine
+        self.photo_name = name
+        self.error = None
+        self.banner.hide()
+        self.viewer.set_engine(engine, self.viewer.methods)
+        self._refresh_methods()
+        h, w = engine.size
+        self.setWindowTitle(f"{name} ({w} x {h}) - ddir-zoom")
+        self.device_label.setText(describe(engine.device))
+        self._view_changed()
+
+    def show_error(self, message: str) -> None:
+        """Shown in the window (a banner over the viewer) and the status bar."""
+        self.error = message
+        self.banner.setText(message)
+        self.banner.show()
+        self.statusBar().showMessage(message, 10000)
+        QTimer.singleShot(12000, self._hide_banner_if(message))
+
+    def _hide_banner_if(self, message: str):
+        def hide() -> None:
+            if self.banner.text() == message:
+                self.banner.hide()
+        return hide
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open photo", self.settings.last_folder,
+                                              IMAGE_FILTER)
+        if path:
+            self.open_path(path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent:
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+        if not self.settings.recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def paste(self) -> None:
+        image = QGuiApplication.clipboard().image()
+        if image.isNull():
+            self.show_error("The clipboard holds no image.")
+            return
+        self._open(photo_from_qimage(image), "Pasted image")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        data = event.mimeData()
+        for url in data.urls():
+            if url.isLocalFile():
+                self.open_path(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+        if data.hasImage():
+            self._open(photo_from_qimage(QImage(data.imageData())), "Dropped image")
+            event.acceptProposedAction()
+
+    def load_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", self.settings.last_folder,
+                                              "Model files (*.safetensors)")
+        if path:
+            self.load_model(path)
+
+    def load_model(self, path: str | Path) -> bool:
+        """Offer a model file as a method (now, and with every photo opened later)."""
+        path = Path(path)
+        name = path.stem
+        if self.engine is not None:
+            try:
+                self.engine.add_model(name, path)
+            except (CheckpointError, OSError, RuntimeError) as exc:
+                self.show_error(str(exc))
+                return False
+            self.viewer.bridge.renderer.forget(name)
+        self.settings.models = [p for p in self.settings.models if Path(p) != path] + [str(path)]
+        self._refresh_methods()
+        return True
+
+    # --- zoom controls -----------------------------------------------------------------------
+    def _scale_range(self) -> tuple[float, float]:
+        return min(self.viewer.fit_scale(), 1.0), MAX_SCALE
+
+    def _slider_moved(self, value: int) -> None:
+        low, high = self._scale_range()
+        self.viewer.zoom_to(low * (high / low) ** (value / SLIDER_STEPS))
+
+    def _view_changed(self) -> None:
+        scale = self.viewer.scale
+        low, high = self._scale_range()
+        position = round(SLIDER_STEPS * math.log(scale / low) / math.log(high / low)) \
+            if scale > low else 0
+        with QSignalBlocker(self.slider), QSignalBlocker(self.spin):
+            self.slider.setValue(max(0, min(SLIDER_STEPS, position)))
+            self.spin.setValue(scale)
+        self.zoom_label.setText(f"{scale * 100:.1f}%")
+
+    def _progress(self, done: int, total: int) -> None:
+        if total == 0 or done >= total:
+            self.progress.hide()
+            return
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.setToolTip(f"Refining: {done} of {total} tiles")
+        self.progress.show()
+
+    def _cursor(self, y: float, x: float) -> None:
+        self.cursor_label.setText("" if math.isnan(y) else f"x {x:.1f}  y {y:.1f}")
+
+    # --- comparing ---------------------------------------------------------------------------
+    def set_layout(self, mode: str) -> None:
+        self.viewer.set_mode(mode)
+        self.layout_actions[mode].setChecked(True)
+        shown = MODES[mode]
+        for slot, (label, (_, box_action)) in enumerate(zip(self.method_labels,
+                                                            self.method_boxes, strict=True)):
+            label.setVisible(slot < shown and shown > 1)
+            box_action.setVisible(slot < shown)
+        self.flip_action.setEnabled(shown > 1)
+        self.settings.layout = mode
+
+    def _refresh_methods(self) -> None:
+        names = list(self.engine.methods) if self.engine else ["bicubic"]
+        for slot, (box, _) in enumerate(self.method_boxes):
+            with QSignalBlocker(box):
+                box.clear()
+                for name in names:
+                    box.addItem(display_name(name), name)
+                box.setCurrentIndex(max(0, box.findData(self.viewer.methods[slot])))
+
+    def _method_chosen(self, slot: int) -> None:
+        box = self.method_boxes[slot][0]
+        self.viewer.set_method(slot, box.currentData())
+        self.settings.methods = self.viewer.methods
+
+    def set_theme(self, theme: str) -> None:
+        apply_theme(QApplication.instance(), theme)
+        self.settings.theme = theme
+
+    def set_device(self, device: str) -> None:
+        try:
+            pick_device(device)
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return
+        self.settings.device = device
+        if self.engine is not None:  # reopen the photo on the new device
+            self._open(self.engine.photo, self.photo_name)
+
+    # --- export ------------------------------------------------------------------------------
+    def _selection_changed(self) -> None:
+        self.export_action.setEnabled(self.viewer.selection is not None)
+
+    def export(self, selection: bool = True) -> None:
+        if self.engine is None:
+            return
+        region = self.viewer.selection if selection else None
+        if region is None:
+            region = self.viewer.visible_region()
+        if region is None:
+            self.show_error("Nothing to export: the photo is not in view.")
+            return
+        stem = Path(self.photo_name).stem.replace(" ", "_") or "export"
+        dialog = ExportDialog(self, self.engine, region, self.viewer.scale,
+                              self.viewer.methods[0], self.settings.last_folder, stem)
+        if dialog.exec() != ExportDialog.DialogCode.Accepted:
+            return
+        self.start_export(dialog.settings())
+
+    def start_export(self, settings) -> ExportJob:
+        job = ExportJob(self.engine, settings, self)
+        progress = QProgressDialog(f"Exporting {settings.path.name} ...", "Cancel", 0, 100, self)
+        progress.setWindowTitle("Export")
+        progress.setMinimumDuration(300)
+        progress.setAutoClose(False)
+        progress.setAutoReset(False)
+        progress.canceled.connect(job.cancel)
+
+        def step(done: int, total: int) -> None:
+            progress.setMaximum(total)
+            progress.setValue(done)
+
+        def finished(message: str | None = None) -> None:
+            progress.close()
+            self.export_job = None
+            if message:
+                self.statusBar().showMessage(message, 8000)
+
+        job.progressed.connect(step)
+        job.succeeded.connect(lambda path: finished(f"Exported {path}"))
+        job.cancelled.connect(lambda: finished("Export cancelled; nothing was written."))
+        job.failed.connect(lambda message: (finished(), self.show_error(message)))
+        self.export_job = job
+        job.start()
+        return job
+
+    # --- help and closing --------------------------------------------------------------------
+    def _show_controls(self) -> None:
+        QMessageBox.information(self, "Controls", (
+            "Wheel or pinch: zoom around the pointer\nDrag: pan    Arrows: pan\n"
+            "+ / -: zoom    0: fit    1 / 2 / 4: 100% / 200% / 400%\n"
+            "Shift+drag: select a region to export    Esc: clear it\n"
+            "Ctrl+1 / 2 / 3: one, two or three methods side by side    W: A/B wipe\n"
+            "F: swap A and B    Ctrl+E: export selection    Ctrl+Shift+E: export view"))
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About ddir-zoom", (
+            f"ddir-zoom {__version__}\n\nA photo viewer whose zoom renders every visible pixel at "
+            "the exact scale with DDIR (Li et al., ECCV 2024), a real-world arbitrary-scale "
+            "super-resolution model.\n\nSupported formats: "
+            + ", ".join(sorted(set(READ_FORMATS.values())))))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.export_job is not None:
+            self.export_job.cancel()
+            self.export_job.wait(10)
+        self.settings.geometry = self.saveGeometry()
+        self.settings.methods = self.viewer.methods
+        self.settings.sync()
+        self.viewer.close_engine()
+        super().closeEvent(event)
+
+
+def photo_from_qimage(image: QImage) -> Photo:
+    """A Photo from a QImage (clipboard, drops): 8-bit RGB, alpha kept apart."""
+    has_alpha = image.hasAlphaChannel()
+    converted = image.convertToFormat(QImage.Format.Format_RGBA8888 if has_alpha
+                                      else QImage.Format.Format_RGB888)
+    w, h = converted.width(), converted.height()
+    channels = 4 if has_alpha else 3
+    buffer = np.frombuffer(converted.constBits(), np.uint8, count=converted.sizeInBytes())
+    pixels = buffer.reshape(h, converted.bytesPerLine())[:, :w * channels].reshape(h, w, channels)
+    rgb8 = np.array(pixels[..., :3], order="C")
+    alpha = unit_float(pixels[..., 3]) if has_alpha else None
+    return Photo(rgb=unit_float(rgb8), alpha=alpha, rgb8=rgb8, format="PNG")

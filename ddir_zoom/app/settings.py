@@ -1,0 +1,90 @@
+"""What the viewer remembers between runs (QSettings): one place for every key."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings
+
+MAX_RECENT = 10
+
+
+class Settings:
+    def __init__(self, settings: QSettings | None = None) -> None:
+        self.qsettings = settings or QSettings("ddir-zoom", "ddir-zoom")
+
+    def _list(self, key: str) -> list[str]:
+        value = self.qsettings.value(key, [])
+        if isinstance(value, str):  # QSettings returns a lone item as a string
+            return [value] if value else []
+        return [str(v) for v in value or []]
+
+    @property
+    def last_folder(self) -> str:
+        return str(self.qsettings.value("last_folder", ""))
+
+    @last_folder.setter
+    def last_folder(self, folder: str) -> None:
+        self.qsettings.setValue("last_folder", folder)
+
+    @property
+    def recent(self) -> list[str]:
+        return self._list("recent")
+
+    def add_recent(self, path: str) -> None:
+        files = [path] + [p for p in self.recent if p != path]
+        self.qsettings.setValue("recent", files[:MAX_RECENT])
+
+    def remove_recent(self, path: str) -> None:
+        self.qsettings.setValue("recent", [p for p in self.recent if p != path])
+
+    @property
+    def methods(self) -> list[str]:
+        return self._list("methods") or ["DDIR", "LIIF", "bicubic"]
+
+    @methods.setter
+    def methods(self, methods: list[str]) -> None:
+        self.qsettings.setValue("methods", list(methods))
+
+    @property
+    def layout(self) -> str:
+        return str(self.qsettings.value("layout", "single"))
+
+    @layout.setter
+    def layout(self, layout: str) -> None:
+        self.qsettings.setValue("layout", layout)
+
+    @property
+    def device(self) -> str:
+        return str(self.qsettings.value("device", "auto"))
+
+    @device.setter
+    def device(self, device: str) -> None:
+        self.qsettings.setValue("device", device)
+
+    @property
+    def theme(self) -> str:
+        return str(self.qsettings.value("theme", "dark"))
+
+    @theme.setter
+    def theme(self, theme: str) -> None:
+        self.qsettings.setValue("theme", theme)
+
+    @property
+    def models(self) -> list[str]:
+        """Model files the user loaded: offered again with every photo."""
+        return self._list("models")
+
+    @models.setter
+    def models(self, paths: list[str]) -> None:
+        self.qsettings.setValue("models", list(paths))
+
+    @property
+    def geometry(self) -> QByteArray | None:
+        value = self.qsettings.value("geometry")
+        return value if isinstance(value, QByteArray) else None
+
+    @geometry.setter
+    def geometry(self, value: QByteArray) -> None:
+        self.qsettings.setValue("geometry", value)
+
+    def sync(self) -> None:
+        self.qsettings.sync()
