@@ -275,3 +275,33 @@ def test_city100_and_synthetic_evaluation_pairs(tmp_path, rng):
     again = evaluate.synthetic_pairs(photos, 2.3, seed=0)
     assert np.array_equal(first[0].lr, again[0].lr)
     assert first[0].lr.shape == (28, 28, 3)
+
+
+def test_an_interrupted_run_saves_and_resumes(tmp_path, rng, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save(photos / "p.png", _smooth_photo(rng, 120, 120))
+    out = tmp_path / "run"
+    config = json.dumps({"model": "liif", "encoder": {"n_resblocks": 1, "n_feats": 8},
+                         "hidden": [16]})
+    real_batch = train.Mixture.batch
+    calls = []
+
+    def batch_then_interrupt(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl+C would
+        return real_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.Mixture, "batch", batch_then_interrupt)
+    args = ["--model", "liif", "--config", config, "--photos", str(photos), "--iterations",
+            "50", "--batch", "2", "--patch", "16", "--queries", "64", "--val-every", "100",
+            "--out", str(out)]
+    assert train.main(args) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 5
+    monkeypatch.setattr(train.Mixture, "batch", real_batch)
+    assert train.main(["--resume", str(out / "last.pt"), "--iterations", "8"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 8

@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -206,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                     "args": vars(args), "out": str(out)}, out / "last.pt.part")
         os.replace(out / "last.pt.part", out / "last.pt")
 
+    # Ctrl+C or SIGTERM: finish the step, save everything, exit; --resume continues.
+    interrupted: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
     log = open(out / "log.jsonl", "a")  # noqa: SIM115 - open for the whole run
     model.train()
     deformation = model.name == "ddir"
@@ -259,7 +264,15 @@ def main(argv: list[str] | None = None) -> int:
             stop_reason = f"time limit of {args.max_hours} h"
             save_state()
             break
+        if interrupted:
+            stop_reason = (f"interrupted; continue with: python -m training.train --resume "
+                           f"{out / 'last.pt'}")
+            save_state()
+            break
     bar.close()
+    log.close()
+    for s, handler in previous.items():
+        signal.signal(s, handler)
     print(f"stopped at step {step}: {stop_reason}; best validation PSNR-Y {best:.3f} dB; "
           f"{elapsed / 3600:.2f} h", flush=True)
     return 0
