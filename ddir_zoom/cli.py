@@ -1,30 +1,216 @@
-"""The `ddir-zoom` program: `ddir-zoom [IMAGE]` opens the viewer on a photo (the bundled sample
-when none is given)."""
+"""The `ddir-zoom` program.
+
+    ddir-zoom [IMAGE]                 open the viewer (on the bundled sample without IMAGE)
+    ddir-zoom upscale IN [IN ...] ... upscale photos from the command line
+
+`upscale` renders through the same engine and exporter as the viewer, so its pixels are the
+viewer's. Run `ddir-zoom upscale --help` for its options.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ddir_zoom import __version__
+
+METHOD_CHOICES = ("ddir", "liif", "bicubic")
+FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": ".tif",
+                 "webp": ".webp"}
 
 
 def _viewer_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddir-zoom",
         description="A photo viewer whose zoom renders every visible pixel at the exact scale "
-                    "with DDIR (real-world arbitrary-scale super-resolution).")
+                    "with DDIR (real-world arbitrary-scale super-resolution). "
+                    "Upscale from the command line with: ddir-zoom upscale --help")
     parser.add_argument("image", nargs="?", help="photo to open (default: the bundled sample)")
     parser.add_argument("--version", action="version", version=f"ddir-zoom {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="open the photo, wait for a fully refined frame, print the timing "
+                             "and exit (0 on success): a smoke check for installs and bundles")
     return parser
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"the size must be positive, got {text!r}")
+    return w, h
+
+
+def _crop(text: str) -> tuple[float, float, float, float]:
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected X,Y,W,H, e.g. 100,50,640,480, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"the crop must have a positive size, got {text!r}")
+    return x, y, w, h
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.05 <= value <= 32:
+        raise argparse.ArgumentTypeError(f"the scale must be between 0.05 and 32, got {value}")
+    return value
+
+
+def upscale_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddir-zoom upscale",
+        description="Upscale photos with DDIR, LIIF or bicubic interpolation, at any scale or "
+                    "to an exact size. Every file is processed even if some fail; the exit "
+                    "status is 1 when any failed.",
+        epilog="Examples:\n"
+               "  ddir-zoom upscale photo.jpg --scale 2.7 -o photo_x2.7.png\n"
+               "  ddir-zoom upscale *.jpg --scale 2 --method liif -o upscaled/\n"
+               "  ddir-zoom upscale photo.jpg --size 3840x2160 --crop 100,50,1280,720 -o out.tif",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="IN", help="photos to upscale (JPEG, PNG, "
+                        "TIFF, WebP, BMP)")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--scale", type=_scale, metavar="S",
+                      help="scale factor, any value from 0.05 to 32 (e.g. 2.5)")
+    size.add_argument("--size", type=_size, metavar="WxH",
+                      help="exact output size in pixels, e.g. 3840x2160 (the aspect ratio "
+                           "follows it, even if it differs from the input's)")
+    parser.add_argument("--method", choices=METHOD_CHOICES, default=None,
+                        help="ddir (the default), liif or bicubic; with --weights, the kind of "
+                             "model the file must hold")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="a model file (.safetensors) instead of the bundled weights of "
+                             "--method; its architecture comes from the file")
+    parser.add_argument("--crop", type=_crop, metavar="X,Y,W,H",
+                        help="upscale only this rectangle of each input, in input pixels")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output file (one input), or a folder: files are then named "
+                             "NAME_xSCALE.FORMAT")
+    parser.add_argument("--format", choices=sorted(FORMAT_SUFFIX), default=None,
+                        help="file format of outputs in a folder (default png); for a file "
+                             "output the suffix decides")
+    parser.add_argument("--quality", type=int, default=95, metavar="Q",
+                        help="JPEG and WebP quality, 1-100 (default 95)")
+    parser.add_argument("--no-metadata", action="store_true",
+                        help="do not copy EXIF and the colour profile to the outputs")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite existing output files (never done without it)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _output_path(args: argparse.Namespace, source: Path, folder_output: bool) -> Path:
+    if not folder_output:
+        return Path(args.output)
+    suffix = FORMAT_SUFFIX[args.format or "png"]
+    tag = f"x{args.scale:g}" if args.scale is not None else f"{args.size[0]}x{args.size[1]}"
+    return Path(args.output) / f"{source.stem}_{tag}{suffix}"
+
+
+def upscale_main(argv: list[str]) -> int:
+    args = upscale_parser().parse_args(argv)
+    if not 1 <= args.quality <= 100:
+        upscale_parser().error("--quality must be between 1 and 100")
+
+    # Imported here so that `ddir-zoom --help` and the viewer start without loading torch twice.
+    from tqdm import tqdm
+
+    from ddir_zoom.engine import Engine
+    from ddir_zoom.engine.export import export_region
+    from ddir_zoom.imaging import ImageLoadError, ImageSaveError, load_photo
+    from ddir_zoom.models import CheckpointError, load_checkpoint, pick_device
+    from ddir_zoom.resources import bundled_weights
+
+    try:
+        device = pick_device(args.device)
+    except ValueError as exc:
+        print(f"ddir-zoom upscale: {exc}", file=sys.stderr)
+        return 2
+    model = None
+    if args.weights or args.method != "bicubic":
+        weights = Path(args.weights) if args.weights else bundled_weights(args.method or "ddir")
+        try:
+            model, _ = load_checkpoint(weights, device="cpu", expect_model=args.method)
+        except CheckpointError as exc:
+            print(f"ddir-zoom upscale: {exc}", file=sys.stderr)
+            return 2
+    method = model.name if model is not None else "bicubic"
+
+    output = Path(args.output)
+    folder_output = len(args.inputs) > 1 or output.is_dir() or args.output.endswith(("/", "\\"))
+    if folder_output:
+        output.mkdir(parents=True, exist_ok=True)
+    elif output.suffix.lower() not in FORMAT_SUFFIX.values() and output.suffix.lower() not in (
+            ".jpeg", ".tiff"):
+        print(f"ddir-zoom upscale: {output}: unknown file type '{output.suffix}' "
+              "(use .png, .jpg, .tif or .webp, or give a folder)", file=sys.stderr)
+        return 2
+
+    failures = 0
+    files = tqdm(args.inputs, unit="photo", disable=args.quiet or len(args.inputs) == 1,
+                 file=sys.stderr)
+    for name in files:
+        source = Path(name)
+        target = _output_path(args, source, folder_output)
+        if target.exists() and not args.force:
+            tqdm.write(f"skipped {source}: {target} exists (use --force to overwrite)",
+                       file=sys.stderr)
+            failures += 1
+            continue
+        try:
+            photo = load_photo(source)
+            engine = Engine(photo, device=device)
+            if model is not None:
+                engine.add_model(method, model)
+            rect = None
+            if args.crop is not None:
+                x, y, w, h = args.crop
+                rect = (y, x, h, w)
+            size = (args.size[1], args.size[0]) if args.size else None
+            with tqdm(total=0, unit="tile", desc=source.name, leave=False, file=sys.stderr,
+                      disable=args.quiet) as bar:
+                def progress(done: int, total: int, bar=bar) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                export_region(engine, target, method, rect=rect, scale=args.scale, size=size,
+                              keep_metadata=not args.no_metadata, quality=args.quality,
+                              progress=progress)
+            if not args.quiet:
+                tqdm.write(f"{source} -> {target}", file=sys.stderr)
+        except (ImageLoadError, ImageSaveError, ValueError, OSError, MemoryError) as exc:
+            tqdm.write(f"failed {source}: {exc}", file=sys.stderr)
+            failures += 1
+        except KeyboardInterrupt:
+            tqdm.write("interrupted; the file being written was not created", file=sys.stderr)
+            return 130
+    if failures:
+        print(f"{failures} of {len(args.inputs)} files failed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "upscale":
+        return upscale_main(argv[1:])
+    if argv and argv[0] == "view":
+        argv = argv[1:]
     args = _viewer_parser().parse_args(argv)
     from ddir_zoom.app import run_viewer  # Qt is imported only when a window is wanted
 
-    return run_viewer(args.image)
+    return run_viewer(args.image, self_test=args.self_test)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,24 @@
-"""The window opens the sample photo, and shows a bad file's reason instead of crashing."""
+"""The installed program end to end: `ddir-zoom --self-test` opens the bundled sample, refines a
+frame with the best model available and exits 0 (what the desktop bundle's smoke check runs)."""
 
-from ddir_zoom.app.window import MainWindow
-from ddir_zoom.resources import sample_photo
-
-
-def test_window_shows_the_sample(qtbot):
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.show()
-    window.open_photo(sample_photo())
-    qtbot.waitUntil(lambda: window.photo is not None, timeout=10_000)
-    assert (window.photo.width, window.photo.height) == (600, 400)
-    assert not window.view.pixmap().isNull()
-    assert "coffee.png" in window.windowTitle()
+import os
+import subprocess
+import sys
 
 
-def test_bad_file_shows_the_reason(qtbot, tmp_path):
-    bad = tmp_path / "broken.jpg"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.show()
-    window.open_photo(bad)
-    qtbot.waitUntil(lambda: window.error is not None, timeout=10_000)
-    assert "broken.jpg" in window.error
-    assert "broken.jpg" in window.view.text()
+def test_self_test_opens_and_refines_the_sample(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "ddir_zoom", "--self-test"], env=env,
+                            capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "self-test passed: opened coffee.png (600 x 400)" in result.stdout
+
+
+def test_self_test_fails_on_a_bad_photo(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "ddir_zoom", "--self-test", str(bad)],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "self-test failed" in result.stdout and "bad.png" in result.stdout

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+import time
+from pathlib import Path
 
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from ddir_zoom.app.settings import Settings
@@ -12,15 +16,62 @@ from ddir_zoom.app.window import MainWindow, app_icon
 from ddir_zoom.resources import sample_photo
 
 
-def run_viewer(image: str | None = None) -> int:
-    """Open the viewer on `image` (the bundled sample when None) and run until it closes."""
+def run_viewer(image: str | None = None, self_test: bool = False) -> int:
+    """Open the viewer on `image` (the bundled sample when None) and run until it closes.
+
+    self_test: with throw-away settings, show DDIR (or the first model available), wait until
+    the first frame is fully refined, print how long that took and exit with 0; exit with 1 if
+    the photo does not open or nothing is refined within five minutes.
+    """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ddir-zoom")
     app.setOrganizationName("ddir-zoom")
     app.setWindowIcon(app_icon())
-    settings = Settings()
+    folder = tempfile.TemporaryDirectory() if self_test else None
+    settings = Settings(QSettings(str(Path(folder.name) / "settings.ini"),
+                                  QSettings.Format.IniFormat)) if folder else Settings()
     apply_theme(app, settings.theme)
     window = MainWindow(settings)
     window.show()
     window.open_path(image or sample_photo())
-    return app.exec()
+    if self_test:
+        _watch_self_test(app, window)
+    code = app.exec()
+    if folder is not None:
+        folder.cleanup()
+    return code
+
+
+def _watch_self_test(app: QApplication, window: MainWindow) -> None:
+    start = time.perf_counter()
+    state = {"method": None}
+
+    def check() -> None:
+        elapsed = time.perf_counter() - start
+        if window.error is not None and window.engine is None:
+            print(f"self-test failed: {window.error}", flush=True)
+            app.exit(1)
+            return
+        if window.engine is not None and state["method"] is None:
+            models = [m for m in window.engine.methods if m != "bicubic"]
+            state["method"] = "DDIR" if "DDIR" in models else (models[0] if models else
+                                                                "bicubic")
+            window.set_layout("single")
+            window.viewer.set_method(0, state["method"])
+            return
+        layers = list(window.viewer.layers.values())
+        if state["method"] and layers and layers[0].label == state["method"] and \
+                layers[0].total and layers[0].done == layers[0].total:
+            h, w = window.engine.size
+            print(f"self-test passed: opened {window.photo_name} ({w} x {h}) and refined a "
+                  f"{layers[0].view.size[1]} x {layers[0].view.size[0]} frame at "
+                  f"x{layers[0].view.scale:.2f} with {state['method']} on "
+                  f"{window.device_label.text()} in {elapsed:.1f} s", flush=True)
+            app.exit(0)
+        elif elapsed > 300:
+            print("self-test failed: no refined frame within five minutes", flush=True)
+            app.exit(1)
+
+    timer = QTimer(window)
+    timer.timeout.connect(check)
+    timer.start(100)
