@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ddir_zoom import __version__
@@ -202,6 +203,7 @@ def upscale_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "upscale":
         return upscale_main(argv[1:])
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _viewer_parser().parse_args(argv)
     from ddir_zoom.app import run_viewer  # Qt is imported only when a window is wanted
 
-    return run_viewer(args.image, self_test=args.self_test)
+    return run_viewer(args.image, self_test=args.self_test, started=started)
 
 
 if __name__ == "__main__":
