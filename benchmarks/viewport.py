@@ -127,8 +127,11 @@ def viewport_table(photo_path: Path, presets: list[str], models: list[str], scal
             renderer = ProgressiveRenderer(engine, lambda u: None)
             try:
                 drag = drag_frames(renderer, view, name)
-                engine.feature_cache.clear()
-                renderer.tiles.clear()
+            finally:
+                renderer.close()
+            engine.feature_cache.clear()
+            renderer = ProgressiveRenderer(engine, lambda u: None)
+            try:
                 cold = time_view(renderer, view, name)
                 renderer.tiles.clear()  # keep the features, drop the refined tiles
                 warm = time_view(renderer, view, name)

@@ -413,3 +413,23 @@ def test_channels_render_side_by_side_and_cancel_separately(rng):
         assert by_channel[1].count(c.generation) == len(c.pending)
     finally:
         renderer.close()
+
+
+def test_idle_worker_prefetches_the_features_under_the_view(rng):
+    engine = _engine(rng, h=300, w=400)
+    renderer, got = _renderer(engine)
+    try:
+        fit = View.fit(engine.size, (300, 400))  # scale 1: no neural work needed to refine
+        renderer.request(fit, "ddir")
+        features = engine.methods["ddir"].features
+        total = features.grid_shape[0] * features.grid_shape[1]
+        deadline = time.time() + 60
+        while time.time() < deadline and features.tiles_encoded < total:
+            time.sleep(0.05)
+        assert features.tiles_encoded == total  # the whole photo was in view
+        got.done.clear()
+        zoomed = renderer.request(View.centred(3.0, (150, 200), (256, 256)), "ddir")
+        assert got.done.wait(60)
+        assert zoomed.pending and features.tiles_encoded == total  # nothing encoded again
+    finally:
+        renderer.close()

@@ -11,6 +11,11 @@ the older one's outstanding tiles; generation checks and deliveries happen under
 `request` also takes, so once `request` has returned no tile of an older view is delivered.
 Refined tiles are cached per method, scale and position (bounded in bytes), so returning to a
 view, or panning over refined ground, is instant.
+
+When it has nothing to refine, the worker prefetches: it encodes the feature tiles under the
+latest view of each neural method shown, nearest the centre first, up to half the feature cache,
+one tile at a time so that a new request waits at most one tile. Zooming into a photo first seen
+whole then starts from cached features.
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ class ProgressiveRenderer:
         self._current: dict[int, int] = {}  # channel -> its latest generation
         self._jobs: dict[int, _Job] = {}
         self._canvas: dict[int, _Canvas] = {}
+        self._prefetch: list[tuple[NeuralMethod, int, int]] = []
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="ddir-zoom-render", daemon=True)
         self._thread.start()
@@ -137,10 +143,12 @@ class ProgressiveRenderer:
                 ty, tx = y + view.origin[0] - tile[0] * TILE, x + view.origin[1] - tile[1] * TILE
                 image[y:y + h, x:x + w] = pixels[ty:ty + h, tx:tx + w]
                 done += 1
+        prefetch = self._prefetch_plan(view, method)
         with self._cond:
             self._counter += 1
             generation = self._counter
             self._current[channel] = generation
+            self._prefetch = prefetch + [p for p in self._prefetch if p[0].name != method]
             self._canvas[channel] = _Canvas(view, image.copy(), done, len(tiles))
             if pending:
                 self._jobs[channel] = _Job(generation, channel, view, method, pending, done,
@@ -154,13 +162,14 @@ class ProgressiveRenderer:
         return frame
 
     def cancel(self, channel: int | None = None) -> None:
-        """Drop outstanding work (of one channel, or all): nothing more is delivered for it
-        until its next request."""
+        """Drop outstanding work (of one channel, or all) and any planned prefetching: nothing
+        more is delivered for it until its next request."""
         with self._cond:
             for c in [channel] if channel is not None else list(self._current):
                 self._counter += 1
                 self._current[c] = self._counter
                 self._jobs.pop(c, None)
+            self._prefetch = []
 
     def forget(self, method: str) -> None:
         """Drop the cached tiles of `method` (its model changed)."""
@@ -172,6 +181,25 @@ class ProgressiveRenderer:
             self._jobs.clear()
             self._cond.notify()
         self._thread.join(timeout=30)
+
+    def _prefetch_plan(self, view: View, method: str) -> list[tuple[NeuralMethod, int, int]]:
+        """Feature tiles of `method` under `view`, nearest its centre first, as many as fit in
+        half the feature cache."""
+        neural = self.engine.methods.get(method)
+        if not isinstance(neural, NeuralMethod):
+            return []
+        features = neural.features
+        y0, x0 = view.screen_to_image(0, 0)
+        y1, x1 = view.screen_to_image(view.size[1], view.size[0])
+        t = features.tile
+        rows = range(max(0, int(y0) // t), min(features.grid_shape[0], int(y1) // t + 1))
+        cols = range(max(0, int(x0) // t), min(features.grid_shape[1], int(x1) // t + 1))
+        cy, cx = view.center
+        tiles = sorted(((ty, tx) for ty in rows for tx in cols),
+                       key=lambda p: ((p[0] + 0.5) * t - cy) ** 2 + ((p[1] + 0.5) * t - cx) ** 2)
+        width = sum(d.hidden[0] for d in neural.model.decoders.values())
+        budget = self.engine.feature_cache.max_bytes // 2 // max(1, t * t * width * 4)
+        return [(neural, ty, tx) for ty, tx in tiles[:budget]]
 
     def _background(self, view: View) -> np.ndarray:
         image = np.empty((*view.size, 3), np.uint8)
@@ -227,11 +255,23 @@ class ProgressiveRenderer:
         prepared: set[str] = set()
         while True:
             with self._cond:
-                while not self._jobs and not self._stopped:
+                while not self._jobs and not self._prefetch and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
                     return
-                job, tile = self._next()
+                if not self._jobs:
+                    method, ty, tx = self._prefetch.pop(0)
+                    job = None
+                else:
+                    job, tile = self._next()
+            if job is None:
+                try:
+                    method.prepare()
+                    t = method.features.tile
+                    method.features.ensure(ty * t, tx * t, (ty + 1) * t, (tx + 1) * t)
+                except Exception:  # prefetching is a courtesy; rendering reports errors
+                    traceback.print_exc()
+                continue
             try:
                 if job.method not in prepared:
                     method = self.engine.method(job.method)
