@@ -336,7 +336,8 @@ class MainWindow(QMainWindow):
         self.banner.setText(message)
         self.banner.show()
         self.statusBar().showMessage(message, 10000)
-        QTimer.singleShot(12000, self._hide_banner_if(message))
+        # With the banner as context: the timer dies with the window.
+        QTimer.singleShot(12000, self.banner, self._hide_banner_if(message))
 
     def _hide_banner_if(self, message: str):
         def hide() -> None:
