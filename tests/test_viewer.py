@@ -280,3 +280,21 @@ def test_gui_thread_never_waits_for_a_refine(qtbot, window):
     gaps = np.diff(ticks) * 1000
     assert len(ticks) > 40
     assert gaps.max() < 16 + 50, f"a tick came {gaps.max():.0f} ms after the last"
+
+
+def test_load_model_adds_a_method_and_refuses_a_bad_file(qtbot, window, tmp_path):
+    from ddir_zoom.models import save_checkpoint
+
+    open_sample(qtbot, window)
+    torch.manual_seed(1)
+    path = save_checkpoint(make_model({"model": "ddir", **TINY}), tmp_path / "mine.safetensors")
+    assert window.load_model(path)
+    assert "mine" in window.engine.methods
+    assert window.method_boxes[0][0].findData("mine") >= 0
+    assert str(path) in window.settings.models
+    window.viewer.set_method(0, "mine")
+    wait_refined(qtbot, window)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"nonsense")
+    assert not window.load_model(bad)
+    assert "bad.safetensors" in window.error
