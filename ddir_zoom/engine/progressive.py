@@ -118,15 +118,6 @@ class ProgressiveRenderer:
         self._thread = threading.Thread(target=self._run, name="ddir-zoom-render", daemon=True)
         self._thread.start()
 
-    @property
-    def generation(self) -> int:
-        """The latest generation handed out, on any channel."""
-        return self._counter
-
-    def busy(self) -> bool:
-        with self._cond:
-            return bool(self._jobs)
-
     # --- the caller's side (the GUI thread): never waits for the models ---------------------
     def request(self, view: View, method: str, channel: int = 0) -> Frame:
         """The immediate frame of `view` rendered with `method`; refinement starts behind it."""

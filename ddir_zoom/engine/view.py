@@ -80,14 +80,6 @@ class View:
         origin = (round(y * scale - v), round(x * scale - u))
         return View(scale, origin, self.size)
 
-    def panned(self, du: float, dv: float) -> View:
-        """The view moved so that the content moves by (du, dv) screen pixels."""
-        return View(self.scale, (self.origin[0] - round(dv), self.origin[1] - round(du)),
-                    self.size)
-
-    def resized(self, size: tuple[int, int]) -> View:
-        return View.centred(self.scale, self.center, size)
-
 
 def render_size(image_size: tuple[int, int], scale: float) -> tuple[int, int]:
     """Size of the virtual full render: every render pixel whose centre lies in the image
