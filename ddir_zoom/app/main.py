@@ -64,7 +64,7 @@ def _watch_self_test(app: QApplication, window: MainWindow, start: float) -> Non
             window.viewer.set_method(0, state["method"])
             return
         layers = list(window.viewer.layers.values())
-        if state["method"] and layers and layers[0].label == state["method"] and \
+        if state["method"] and layers and layers[0].method == state["method"] and \
                 layers[0].total and layers[0].done == layers[0].total:
             h, w = window.engine.size
             print(f"self-test passed: opened {window.photo_name} ({w} x {h}); first frame "

@@ -37,6 +37,7 @@ class Layer:
     def __init__(self, channel: int, label: str) -> None:
         self.channel = channel
         self.label = label
+        self.method = ""  # the engine's name of the method shown
         self.generation = -1
         self.view: View | None = None
         self.canvas: np.ndarray | None = None
@@ -46,6 +47,7 @@ class Layer:
 
     def set_frame(self, frame: Frame, label: str) -> None:
         self.label = label
+        self.method = frame.method
         self.generation = frame.generation
         self.view = frame.view
         self.canvas = np.ascontiguousarray(frame.image)
