@@ -11,8 +11,9 @@ from PIL import Image
 from ddir_zoom.imaging import load_photo, resize
 from ddir_zoom.imaging.resample import sample_bicubic
 from ddir_zoom.models import load_checkpoint
+from ddir_zoom.models.checkpoint import read_header
 from ddir_zoom.models.upscale import upscale_image
-from training import evaluate, train
+from training import evaluate, report, train
 from training.data import (
     City100Source,
     Mixture,
@@ -205,10 +206,16 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, rng
     image = upscale_image(model, _smooth_photo(rng, 20, 24), 2.3)
     assert image.shape == (46, 55, 3) and np.isfinite(image).all()
 
-    # resume continues from the saved step
+    # resume continues from the saved step, on the schedule the run started with
     assert train.main(["--resume", str(out / "last.pt"), "--iterations", "70"]) == 0
     state = torch.load(out / "last.pt", weights_only=True)
-    assert state["step"] == 70
+    assert state["step"] == 70 and state["args"]["lr_step"] == 12
+
+    # the model card tells the checkpoint's own record and the run's validation history
+    card = report.model_card(out / "best.safetensors", "DDIR", out / "log.jsonl", None)
+    _, info = read_header(out / "best.safetensors")
+    assert f"| iterations (this checkpoint) | {info['iterations']} |" in card
+    assert [card.count(f"\n| {step} | ") for step in (30, 60, 70)] == [1, 1, 1]
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -305,3 +312,20 @@ def test_an_interrupted_run_saves_and_resumes(tmp_path, rng, monkeypatch):
     monkeypatch.setattr(train.Mixture, "batch", real_batch)
     assert train.main(["--resume", str(out / "last.pt"), "--iterations", "8"]) == 0
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 8
+
+
+def test_report_checks_the_bar_row_by_row():
+    def table(d, li, b):
+        return {m: {"psnr": v, "ssim": 0.5, "images": 5}
+                for m, v in (("bicubic", b), ("LIIF", li), ("DDIR", d))}
+    quality = {"results": [
+        {"dataset": "City100 iPhone X (real)", "scale": 2.4, "table": table(25.0, 24.9, 24.3)},
+        {"dataset": "City100 iPhone X (real)", "scale": 2.4, "table": table(24.9, 24.9, 24.3)},
+        {"dataset": "set14 (synthetic)", "scale": 3, "table": table(23.0, 23.0, 22.0)},
+        {"dataset": "set14 (synthetic)", "scale": 3.7, "table": table(23.0, 22.0, 22.0)},
+    ]}
+    assert [holds for _, holds in report.bar_check(quality)] == [True, False, True, False]
+    text = report.quality_markdown(quality)
+    assert "| City100 iPhone X (real) x2.4 | 5 | 24.30 / 0.5000 | 24.90 / 0.5000 | " \
+           "**25.00** / 0.5000 |" in text
+    assert text.count("does not hold") == 2

@@ -159,13 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         state = torch.load(args.resume, map_location="cpu", weights_only=True)
         saved = state["args"]
-        # Keep the run's own settings; only stopping and device knobs may change on resume.
+        # Keep the run's own settings; only stopping, schedule and device knobs may change.
         given = vars(parse_args(argv, only_given=True))
-        for key in ("iterations", "patience", "max_hours", "device", "threads", "val_every"):
+        for key in ("iterations", "lr_step", "patience", "max_hours", "device", "threads",
+                    "val_every"):
             if key in given:
                 saved[key] = given[key]
         args = argparse.Namespace(**saved)
         args.resume = str(Path(state["out"]) / "last.pt")
+    if args.lr_step is None:
+        # Fixed now, so that a resume with another --iterations keeps the schedule.
+        args.lr_step = max(1, args.iterations // 5)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

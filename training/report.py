@@ -1,0 +1,137 @@
+"""Markdown from evaluation JSON and training runs: the README's quality table and model cards.
+
+  python -m training.report quality benchmarks/results/quality.json
+      one table (dataset and scale by method, PSNR-Y / SSIM) and the check of issue 3's bar:
+      on real City100 pairs DDIR > LIIF > bicubic; on synthetic sets DDIR >= LIIF > bicubic.
+  python -m training.report card resources/weights/ddir_compact.safetensors \\
+      --log runs/ddir_compact/log.jsonl --quality benchmarks/results/quality.json --name DDIR
+      a model card: the checkpoint's own record (data, command, iterations, wall time), the
+      validation history of its run, and its measured table next to the other methods.
+
+Nothing here computes a figure: every number comes from evaluate.py's JSON, the training log or
+the checkpoint's header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ddir_zoom.models.checkpoint import read_header
+
+REAL = "(real)"
+
+
+def _rows(report: dict) -> list[tuple[str, dict]]:
+    return [(f"{r['dataset']} x{r['scale']:g}", r["table"]) for r in report["results"]]
+
+
+def quality_table(report: dict, methods: list[str] | None = None) -> str:
+    """Rows dataset x scale, a PSNR-Y / SSIM column per method, the best PSNR in bold."""
+    methods = methods or list(report["results"][0]["table"])
+    lines = ["| dataset | images | " + " | ".join(methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    for title, table in _rows(report):
+        best = max(table[m]["psnr"] for m in methods)
+        cells = []
+        for m in methods:
+            psnr = f"{table[m]['psnr']:.2f}"
+            psnr = f"**{psnr}**" if table[m]["psnr"] == best else psnr
+            cells.append(f"{psnr} / {table[m]['ssim']:.4f}")
+        images = table[methods[0]]["images"]
+        lines.append(f"| {title} | {images} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_check(report: dict, ddir: str = "DDIR", liif: str = "LIIF") -> list[tuple[str, bool]]:
+    """Issue 3's bar, row by row: (statement with the figures, whether it holds)."""
+    checks = []
+    for title, table in _rows(report):
+        if not all(m in table for m in (ddir, liif, "bicubic")):
+            continue
+        d, li, b = (table[m]["psnr"] for m in (ddir, liif, "bicubic"))
+        if REAL in title:
+            holds, sign = d > li > b, ">"
+        else:
+            holds, sign = d >= li > b, ">="
+        checks.append((f"{title}: {ddir} {d:.2f} {sign} {liif} {li:.2f} > bicubic {b:.2f}",
+                       holds))
+    return checks
+
+
+def quality_markdown(report: dict, ddir: str = "DDIR", liif: str = "LIIF") -> str:
+    lines = [quality_table(report), "", "Issue 3's bar:", ""]
+    for statement, holds in bar_check(report, ddir, liif):
+        lines.append(f"- {statement}: {'holds' if holds else '**does not hold**'}")
+    return "\n".join(lines)
+
+
+def model_card(checkpoint: str | Path, name: str, log: str | Path | None,
+               quality: dict | None, notes: str = "") -> str:
+    config, info = read_header(checkpoint)
+    lines = [f"# {Path(checkpoint).name}", "",
+             f"{name}, `{json.dumps(config)}`.", "",
+             "| | |", "|---|---|",
+             f"| training data | {', '.join(info.get('data', [])) or 'not recorded'} |",
+             f"| iterations (this checkpoint) | {info.get('iterations', 'not recorded')} |",
+             f"| training wall time to this checkpoint | "
+             f"{_hours(info['wall_time_s']) if 'wall_time_s' in info else 'not recorded'} |",
+             f"| machine | {info.get('machine', 'not recorded')} |",
+             f"| seed | {info.get('seed', 'not recorded')} |", "",
+             "Command that started the run (as recorded in the checkpoint):", "",
+             "```bash", info.get("command", "not recorded"), "```"]
+    if log is not None:
+        lines += ["", f"Validation during the run (PSNR-Y, dB; from `{log}`):", ""]
+        records = [json.loads(line) for line in Path(log).read_text().splitlines() if line]
+        keys = list(records[0]["val_psnr"]) if records else []
+        lines += ["| step | lr | train loss | " + " | ".join(keys) + " | wall time | best |",
+                  "|---|---|---|" + "---|" * len(keys) + "---|---|"]
+        for r in records:
+            scores = " | ".join(f"{r['val_psnr'][k]:.2f}" for k in keys)
+            lines.append(f"| {r['step']} | {r['lr']:g} | {r['loss']:.4f} | {scores} | "
+                         f"{_hours(r['elapsed_s'])} | {'yes' if r['improved'] else ''} |")
+    if quality is not None:
+        lines += ["", "Measured with `training/evaluate.py` (PSNR-Y / SSIM):", "",
+                  quality_table(quality)]
+    if notes:
+        lines += ["", notes.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("quality", help="the quality table and the bar check")
+    q.add_argument("json")
+    q.add_argument("--ddir", default="DDIR")
+    q.add_argument("--liif", default="LIIF")
+    c = sub.add_parser("card", help="a model card")
+    c.add_argument("checkpoint")
+    c.add_argument("--name", required=True)
+    c.add_argument("--log")
+    c.add_argument("--quality")
+    c.add_argument("--notes", help="a markdown file appended to the card (the run's history)")
+    c.add_argument("-o", "--output")
+    args = parser.parse_args(argv)
+    if args.command == "quality":
+        print(quality_markdown(json.loads(Path(args.json).read_text()), args.ddir, args.liif))
+        return 0
+    quality = json.loads(Path(args.quality).read_text()) if args.quality else None
+    notes = Path(args.notes).read_text() if args.notes else ""
+    text = model_card(args.checkpoint, args.name, args.log, quality, notes)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
