@@ -176,6 +176,9 @@ def test_wipe_divider_moves_and_flip_swaps(qtbot, window):
     window.flip_action.trigger()
     qtbot.waitUntil(lambda: [layer.label for layer in window.viewer.layers.values()]
                     == ["Bicubic", "DDIR"], timeout=5000)
+    # the A and B boxes and the saved settings follow the flip
+    assert [box.currentData() for box, _ in window.method_boxes[:2]] == ["bicubic", "DDIR"]
+    assert window.settings.methods[:2] == ["bicubic", "DDIR"]
 
 
 def test_region_selection_and_export_write_the_engines_pixels(qtbot, window, tmp_path):

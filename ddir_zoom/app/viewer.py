@@ -41,6 +41,7 @@ class Viewer(QWidget):
     cursorMoved = Signal(float, float)  # noqa: N815
     selectionChanged = Signal()  # noqa: N815
     errorRaised = Signal(str)  # noqa: N815
+    methodsChanged = Signal()  # noqa: N815
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -120,11 +121,13 @@ class Viewer(QWidget):
 
     def set_method(self, slot: int, method: str) -> None:
         self.methods[slot] = method
+        self.methodsChanged.emit()
         self.schedule()
 
     def flip(self) -> None:
         """Swap methods A and B (the two sides of the wipe, the first two panes)."""
         self.methods[0], self.methods[1] = self.methods[1], self.methods[0]
+        self.methodsChanged.emit()
         self.schedule()
 
     # --- view changes ------------------------------------------------------------------------

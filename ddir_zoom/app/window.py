@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
         self.viewer.cursorMoved.connect(self._cursor)
         self.viewer.selectionChanged.connect(self._selection_changed)
         self.viewer.errorRaised.connect(self.show_error)
+        self.viewer.methodsChanged.connect(self._methods_changed)
         self.set_layout(self.settings.layout if self.settings.layout in MODES else "single")
         geometry = self.settings.geometry
         if geometry is None or not self.restoreGeometry(geometry):
@@ -453,8 +454,13 @@ class MainWindow(QMainWindow):
                 box.setCurrentIndex(max(0, box.findData(self.viewer.methods[slot])))
 
     def _method_chosen(self, slot: int) -> None:
-        box = self.method_boxes[slot][0]
-        self.viewer.set_method(slot, box.currentData())
+        self.viewer.set_method(slot, self.method_boxes[slot][0].currentData())
+
+    def _methods_changed(self) -> None:
+        """The viewer's methods changed (a choice, a flip): the boxes and settings follow."""
+        for slot, (box, _) in enumerate(self.method_boxes):
+            with QSignalBlocker(box):
+                box.setCurrentIndex(max(0, box.findData(self.viewer.methods[slot])))
         self.settings.methods = self.viewer.methods
 
     def set_theme(self, theme: str) -> None:
