@@ -80,7 +80,7 @@ def model_card(checkpoint: str | Path, name: str, log: str | Path | None,
              f"{_hours(info['wall_time_s']) if 'wall_time_s' in info else 'not recorded'} |",
              f"| machine | {info.get('machine', 'not recorded')} |",
              f"| seed | {info.get('seed', 'not recorded')} |", "",
-             "Command that started the run (as recorded in the checkpoint):", "",
+             "Command of the process that wrote this checkpoint (recorded in it):", "",
              "```bash", info.get("command", "not recorded"), "```"]
     if log is not None:
         lines += ["", f"Validation during the run (PSNR-Y, dB; from `{log}`):", ""]
