@@ -113,10 +113,12 @@ def resample_region(
     (oy, ox), (oh, ow) = out_offset, out_shape
     rows, row_w = axis_weights(image.shape[0], sy, oy, oh, method)
     cols, col_w = axis_weights(image.shape[1], sx, ox, ow, method)
-    # Resample only the source columns this region needs.
+    # Resample only the source rows and columns this region needs: a tile of a large photo
+    # touches a few dozen of its thousands.
+    first, last = int(rows.min()), int(rows.max())
     used = np.unique(cols)
     cols = np.searchsorted(used, cols)
-    tmp = apply_axis(image[:, used], rows, row_w, axis=0)
+    tmp = apply_axis(image[first:last + 1, used], rows - first, row_w, axis=0)
     return apply_axis(tmp, cols, col_w, axis=1)
 
 
