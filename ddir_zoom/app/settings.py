@@ -7,7 +7,28 @@ from PySide6.QtCore import QByteArray, QSettings
 MAX_RECENT = 10
 
 
+class _Text:
+    """A string setting stored under the attribute's own name, with a default."""
+
+    def __init__(self, default: str) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __get__(self, settings: Settings, owner: type | None = None) -> str:
+        return str(settings.qsettings.value(self.key, self.default))
+
+    def __set__(self, settings: Settings, value: str) -> None:
+        settings.qsettings.setValue(self.key, value)
+
+
 class Settings:
+    last_folder = _Text("")
+    layout = _Text("single")
+    device = _Text("auto")
+    theme = _Text("dark")
+
     def __init__(self, settings: QSettings | None = None) -> None:
         self.qsettings = settings or QSettings("ddir-zoom", "ddir-zoom")
 
@@ -16,14 +37,6 @@ class Settings:
         if isinstance(value, str):  # QSettings returns a lone item as a string
             return [value] if value else []
         return [str(v) for v in value or []]
-
-    @property
-    def last_folder(self) -> str:
-        return str(self.qsettings.value("last_folder", ""))
-
-    @last_folder.setter
-    def last_folder(self, folder: str) -> None:
-        self.qsettings.setValue("last_folder", folder)
 
     @property
     def recent(self) -> list[str]:
@@ -43,30 +56,6 @@ class Settings:
     @methods.setter
     def methods(self, methods: list[str]) -> None:
         self.qsettings.setValue("methods", list(methods))
-
-    @property
-    def layout(self) -> str:
-        return str(self.qsettings.value("layout", "single"))
-
-    @layout.setter
-    def layout(self, layout: str) -> None:
-        self.qsettings.setValue("layout", layout)
-
-    @property
-    def device(self) -> str:
-        return str(self.qsettings.value("device", "auto"))
-
-    @device.setter
-    def device(self, device: str) -> None:
-        self.qsettings.setValue("device", device)
-
-    @property
-    def theme(self) -> str:
-        return str(self.qsettings.value("theme", "dark"))
-
-    @theme.setter
-    def theme(self, theme: str) -> None:
-        self.qsettings.setValue("theme", theme)
 
     @property
     def models(self) -> list[str]:

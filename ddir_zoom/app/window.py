@@ -446,22 +446,26 @@ class MainWindow(QMainWindow):
 
     def _refresh_methods(self) -> None:
         names = list(self.engine.methods) if self.engine else ["bicubic"]
-        for slot, (box, _) in enumerate(self.method_boxes):
+        for box, _ in self.method_boxes:
             with QSignalBlocker(box):
                 box.clear()
                 for name in names:
                     box.addItem(display_name(name), name)
-                box.setCurrentIndex(max(0, box.findData(self.viewer.methods[slot])))
+        self._select_methods()
 
     def _method_chosen(self, slot: int) -> None:
         self.viewer.set_method(slot, self.method_boxes[slot][0].currentData())
 
     def _methods_changed(self) -> None:
         """The viewer's methods changed (a choice, a flip): the boxes and settings follow."""
+        self._select_methods()
+        self.settings.methods = self.viewer.methods
+
+    def _select_methods(self) -> None:
+        """Show the viewer's methods in the A/B/C boxes."""
         for slot, (box, _) in enumerate(self.method_boxes):
             with QSignalBlocker(box):
                 box.setCurrentIndex(max(0, box.findData(self.viewer.methods[slot])))
-        self.settings.methods = self.viewer.methods
 
     def set_theme(self, theme: str) -> None:
         apply_theme(QApplication.instance(), theme)
