@@ -36,7 +36,7 @@ from PIL import Image
 from ddir_zoom.engine import Engine, View
 from ddir_zoom.engine.progressive import ProgressiveRenderer
 from ddir_zoom.imaging import load_photo, resize
-from ddir_zoom.models import make_preset
+from ddir_zoom.models import make_preset, preset_config, read_header
 from ddir_zoom.resources import bundled_weights, sample_photo
 
 VIEWPORT = (800, 1280)
@@ -58,8 +58,9 @@ def add_models(engine: Engine, presets: list[str], models: list[str]) -> dict[st
     for preset in presets:
         for model in models:
             name = f"{model}-{preset}"
-            weights = bundled_weights(model, preset)
-            if weights.exists():
+            weights = bundled_weights(model)
+            shipped = weights.exists() and read_header(weights)[0] == preset_config(model, preset)
+            if shipped:
                 engine.add_model(name, weights)
                 origin[name] = str(weights)
             else:

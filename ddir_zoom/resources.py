@@ -22,7 +22,13 @@ def sample_photo() -> Path:
     return resource("sample", "coffee.png")
 
 
-def bundled_weights(model: str, preset: str = "compact") -> Path:
-    """Path of a shipped model file, e.g. resources/weights/ddir_compact.safetensors (it may
-    not exist in a checkout without trained weights)."""
-    return resource("weights", f"{model}_{preset}.safetensors")
+BUNDLED_MODELS = {"ddir": "ddir_paper", "liif": "liif_official"}
+"""The shipped model file of each method: DDIR at the paper's size, fine-tuned from the
+official LIIF weights on tone-aligned real and synthetic pairs; LIIF with its authors' own
+weights, for comparison (model cards beside the files)."""
+
+
+def bundled_weights(model: str) -> Path:
+    """Path of the shipped model file for 'ddir' or 'liif' (it may not exist in a checkout
+    without trained weights)."""
+    return resource("weights", f"{BUNDLED_MODELS[model]}.safetensors")

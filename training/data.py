@@ -9,7 +9,8 @@ Sources:
 - `RealArbiSRSource`: registered pairs in the RealArbiSR layout (Train/HR<scale>/,
   Train/LR<scale>/, scale folders like 1dot5, 2, 2dot5), paired by sorted name.
 - `City100Source`: City100 pairs (NNNH / NNNL on the same grid, the wide shot L having an
-  effective resolution `effective_scale` times lower). A pair at scale s >= s_eff is
+  effective resolution `effective_scale` times lower), H's tones aligned to L's (a
+  per-channel gain and offset, `align_tones`). A pair at scale s >= s_eff is
   (area_downsample(L, s), H); at s < s_eff it is (area_downsample(L, s_eff),
   area_downsample(H, s_eff / s)): the real lens and sensor degradation at continuous scales.
 - `SyntheticSource`: HR photos with the synthetic real-camera degradation of `degradation`.
@@ -32,6 +33,27 @@ from training.degradation import SCALE_RANGE, degrade
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 CITY100_VALIDATION = ("001", "016", "048", "060", "098")
 CITY100_EFFECTIVE_SCALE = 2.4
+
+
+@dataclass(frozen=True)
+class ScaleSampler:
+    """Training scales: uniform in [low, high], and with probability `extra_share` uniform in
+    [high, extra_high] instead, so that a model also learns to keep tones and detail at the
+    large zooms a viewer reaches (LIIF trained to x4 drifts beyond it)."""
+
+    low: float = SCALE_RANGE[0]
+    high: float = SCALE_RANGE[1]
+    extra_high: float = 0.0
+    extra_share: float = 0.0
+
+    def draw(self, rng: np.random.Generator) -> float:
+        if self.extra_share > 0 and self.extra_high > self.high and rng.random() < self.extra_share:
+            return float(rng.uniform(self.high, self.extra_high))
+        return float(rng.uniform(self.low, self.high))
+
+
+def as_sampler(scales: ScaleSampler | tuple[float, float]) -> ScaleSampler:
+    return scales if isinstance(scales, ScaleSampler) else ScaleSampler(*scales)
 
 
 @dataclass
@@ -138,18 +160,18 @@ class City100Source:
     def __init__(self, root: str | Path, scenes: Sequence[str] | None = None,
                  exclude: Sequence[str] = CITY100_VALIDATION,
                  effective_scale: float = CITY100_EFFECTIVE_SCALE,
-                 scale_range: tuple[float, float] = SCALE_RANGE) -> None:
+                 scale_range: ScaleSampler | tuple[float, float] = SCALE_RANGE) -> None:
         self.pairs = []
         for lr_hr in load_city100(root, scenes, exclude):
             self.pairs.append(lr_hr)
         if not self.pairs:
             raise ValueError(f"{root}: no City100 pairs (NNNH / NNNL images) found")
         self.effective_scale = effective_scale
-        self.scale_range = scale_range
+        self.scales = as_sampler(scale_range)
 
     def sample(self, rng: np.random.Generator, patch: int) -> Sample:
         wide, tele = self.pairs[rng.integers(len(self.pairs))]
-        scale = float(rng.uniform(*self.scale_range))
+        scale = self.scales.draw(rng)
         lr_factor = max(scale, self.effective_scale)  # L pixels per LR pixel
         hr_factor = lr_factor / scale  # H pixels per HR pixel
         lr_h = int(wide.shape[0] / lr_factor)
@@ -186,8 +208,13 @@ def area_region(image: np.ndarray, factor: float, origin: tuple[int, int],
 
 
 def load_city100(root: str | Path, scenes: Sequence[str] | None = None,
-                 exclude: Sequence[str] = ()) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(L, H) uint8 arrays of City100 scenes (NNNL / NNNH files), by scene number."""
+                 exclude: Sequence[str] = (), align: bool = True
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(L, H) uint8 arrays of City100 scenes (NNNL / NNNH files), by scene number.
+
+    align: H's tones fitted to L's (`align_tones`), so that a target never asks a model to
+    change the exposure or colour of the photo it zooms into.
+    """
     root = Path(root)
     found = {}
     for path in list_images(root):
@@ -201,8 +228,41 @@ def load_city100(root: str | Path, scenes: Sequence[str] | None = None,
             continue
         if scene not in found or set(found[scene]) != {"H", "L"}:
             raise FileNotFoundError(f"{root}: scene {scene} needs both {scene}H and {scene}L")
-        pairs.append((_as_uint8(found[scene]["L"]), _as_uint8(found[scene]["H"])))
+        wide, tele = _as_uint8(found[scene]["L"]), _as_uint8(found[scene]["H"])
+        if align:
+            tele = align_tones(tele, wide)
+        pairs.append((wide, tele))
     return pairs
+
+
+TONE_FIT_FACTOR = 8.0
+"""Both shots are area-downsampled by this much before the tone fit: far below either shot's
+resolution, so the fit sees exposure and colour, not the sharpness the model must learn."""
+
+
+def tone_fit(source: np.ndarray, reference: np.ndarray,
+             factor: float = TONE_FIT_FACTOR) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (gain, offset) that best map `source`'s low-pass onto `reference`'s
+    (least squares; both images on the same grid)."""
+    shape = (max(1, int(source.shape[0] / factor)), max(1, int(source.shape[1] / factor)))
+    a = area_region(source, factor, (0, 0), shape).reshape(-1, 3)
+    b = area_region(reference, factor, (0, 0), shape).reshape(-1, 3)
+    gains, offsets = np.ones(3, np.float32), np.zeros(3, np.float32)
+    for c in range(3):
+        design = np.stack([a[:, c], np.ones_like(a[:, c])], axis=1)
+        (gains[c], offsets[c]), *_ = np.linalg.lstsq(design, b[:, c], rcond=None)
+    return gains, offsets
+
+
+def align_tones(tele: np.ndarray, wide: np.ndarray) -> np.ndarray:
+    """The telephoto shot with its per-channel gain and offset fitted to the wide shot's
+    (`tone_fit`): City100's two captures differ in auto exposure and white balance, an artefact
+    of shooting twice, not a lens property. Same dtype as `tele`."""
+    gains, offsets = tone_fit(tele, wide)
+    aligned = np.clip(_float(tele) * gains + offsets, 0.0, 1.0)
+    if tele.dtype == np.uint8:
+        return (aligned * 255.0 + 0.5).astype(np.uint8)
+    return aligned.astype(np.float32)
 
 
 class SyntheticSource:
@@ -211,7 +271,8 @@ class SyntheticSource:
     name = "synthetic"
 
     def __init__(self, folders: Sequence[str | Path],
-                 scale_range: tuple[float, float] = SCALE_RANGE, min_side: int = 0) -> None:
+                 scale_range: ScaleSampler | tuple[float, float] = SCALE_RANGE,
+                 min_side: int = 0) -> None:
         self.images = []
         for folder in folders:
             for path in sorted(Path(folder).rglob("*")):
@@ -220,10 +281,10 @@ class SyntheticSource:
         self.images = [im for im in self.images if min(im.shape[:2]) >= min_side]
         if not self.images:
             raise ValueError(f"no photos found in {', '.join(map(str, folders))}")
-        self.scale_range = scale_range
+        self.scales = as_sampler(scale_range)
 
     def sample(self, rng: np.random.Generator, patch: int, margin: int = 4) -> Sample:
-        scale = float(rng.uniform(*self.scale_range))
+        scale = self.scales.draw(rng)
         for _ in range(100):
             image = self.images[rng.integers(len(self.images))]
             crop = int(np.ceil((patch + 2 * margin) * scale))

@@ -1,9 +1,14 @@
 """A synthetic real-camera degradation: what a shorter focal length does to a photo.
 
 HR -> optical blur (isotropic or anisotropic Gaussian, on the HR grid) -> area downsampling by
-the scale (larger sensor footprint per pixel) -> photometric shift (exposure, white balance, tone
-curve, saturation: the image-level deformation DDIR's appearance embedding is for) ->
-signal-dependent sensor noise -> JPEG.
+the scale (larger sensor footprint per pixel) -> signal-dependent sensor noise -> in-camera
+sharpening (unsharp mask) -> JPEG.
+
+No photometric shift: LR and HR have the same tones. A model trained to undo a random exposure,
+white balance or tone curve "corrects" every photo it zooms into, which a viewer must never do
+(tone fidelity, see `training.tone`). The blur and sharpening ranges cover what
+`training.fit_degradation` measures on City100's iPhone X training scenes, widened so that other
+cameras (softer lenses, stronger or no sharpening) fall inside them.
 
 Every random choice comes from the generator passed in, so a seed fixes the result. LR pixel i
 shows the HR point (i + 0.5) * scale, as everywhere in ddir-zoom.
@@ -27,17 +32,16 @@ SCALE_RANGE = (1.5, 4.0)
 
 @dataclass(frozen=True)
 class DegradationParams:
-    """One draw of the degradation. Blur sigmas are in LR pixels (they scale with the zoom)."""
+    """One draw of the degradation. Blur sigmas and the sharpening radius are in LR pixels
+    (they scale with the zoom)."""
 
     blur_sigma_major: float
     blur_sigma_minor: float
     blur_angle: float
-    exposure: float  # multiplicative gain on linear-ish values
-    white_balance: tuple[float, float, float]
-    gamma: float  # tone curve x ** gamma
-    saturation: float
     noise_shot: float  # variance per unit signal
     noise_read: float  # constant variance
+    sharpen_amount: float  # unsharp mask: x + amount * (x - blur(x)); 0: none
+    sharpen_radius: float
     jpeg_quality: int  # 0: no JPEG
 
     def as_dict(self) -> dict:
@@ -45,24 +49,21 @@ class DegradationParams:
 
 
 def draw_params(rng: np.random.Generator) -> DegradationParams:
-    """Draw degradation parameters. The ranges are moderate: a real wide shot is a little
-    softer, noisier and differently exposed than the telephoto shot, not ruined."""
-    major = float(rng.uniform(0.3, 1.0))
+    """Draw degradation parameters: a real wide shot is a little softer and noisier than the
+    telephoto shot, often sharpened in camera and JPEG-compressed, not ruined."""
+    major = float(rng.uniform(0.3, 1.2))
     anisotropic = rng.random() < 0.4
     minor = float(rng.uniform(0.3, major)) if anisotropic else major
-    wb = np.exp(rng.normal(0.0, 0.04, 3))
-    wb = wb / np.exp(np.log(wb).mean())  # white balance shifts colour, not brightness
     noisy = rng.random() < 0.7
+    sharpened = rng.random() < 0.5
     return DegradationParams(
         blur_sigma_major=major,
         blur_sigma_minor=minor,
         blur_angle=float(rng.uniform(0, np.pi)),
-        exposure=float(np.exp(rng.normal(0.0, 0.12))),
-        white_balance=(float(wb[0]), float(wb[1]), float(wb[2])),
-        gamma=float(np.exp(rng.normal(0.0, 0.08))),
-        saturation=float(np.exp(rng.normal(0.0, 0.10))),
         noise_shot=float(10 ** rng.uniform(-4.5, -3.0)) if noisy else 0.0,
         noise_read=float(10 ** rng.uniform(-6.0, -4.5)) if noisy else 0.0,
+        sharpen_amount=float(rng.uniform(0.2, 2.0)) if sharpened else 0.0,
+        sharpen_radius=float(rng.uniform(0.6, 1.5)),
         jpeg_quality=int(rng.integers(70, 96)) if rng.random() < 0.6 else 0,
     )
 
@@ -90,11 +91,12 @@ def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out[0].numpy().transpose(1, 2, 0).copy()
 
 
-def photometric(image: np.ndarray, p: DegradationParams) -> np.ndarray:
-    x = np.clip(image * p.exposure * np.asarray(p.white_balance, np.float32), 0.0, 1.0)
-    x = x ** p.gamma
-    gray = x.mean(axis=2, keepdims=True)
-    return np.clip(gray + (x - gray) * p.saturation, 0.0, 1.0)
+def sharpen(image: np.ndarray, amount: float, radius: float) -> np.ndarray:
+    """Unsharp mask, as cameras and phones apply it to their JPEGs; mean-preserving."""
+    if amount <= 0.0:
+        return image
+    blurred = convolve(image, gaussian_kernel(radius, radius, 0.0))
+    return np.clip(image + amount * (image - blurred), 0.0, 1.0)
 
 
 def add_noise(image: np.ndarray, p: DegradationParams, rng: np.random.Generator) -> np.ndarray:
@@ -136,7 +138,7 @@ def degrade(
     if out_shape is None:
         out_shape = (max(1, round(hr.shape[0] / scale)), max(1, round(hr.shape[1] / scale)))
     lr = resample_region(blurred, 1.0 / scale, (0, 0), out_shape, method="area")
-    lr = photometric(lr, params)
     lr = add_noise(lr, params, rng)
+    lr = sharpen(lr, params.sharpen_amount, params.sharpen_radius)
     lr = jpeg(lr, params.jpeg_quality)
     return lr.astype(np.float32), params

@@ -46,6 +46,7 @@ from ddir_zoom.models.upscale import upscale_image
 from training.data import CITY100_EFFECTIVE_SCALE, CITY100_VALIDATION, list_images, load_city100
 from training.degradation import degrade
 from training.metrics import psnr_y, shave_for_scale, ssim_y
+from training.tone import tone_error, worst
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # A trailing LR/HR tag with an optional scale (_LR4, _HR, -lr_x2, _LRx2dot5) or a bare scale (x4).
@@ -145,7 +146,8 @@ def real_pairs(folder: str | Path, scale: float | None = None) -> tuple[list[Pai
 
 def city100_pairs(folder: str | Path, scenes: Iterable[str] = CITY100_VALIDATION,
                   scale: float = CITY100_EFFECTIVE_SCALE) -> list[Pair]:
-    """City100 scenes at their real scale: LR is L area-downsampled by `scale`, HR is H."""
+    """City100 scenes at their real scale: LR is L area-downsampled by `scale`, HR is H with
+    its tones aligned to L's (`training.data.align_tones`)."""
     scenes = list(scenes)
     pairs = []
     for scene, (wide, tele) in zip(scenes, load_city100(folder, scenes), strict=True):
@@ -174,23 +176,58 @@ def synthetic_pairs(folder: str | Path, scale: float, seed: int = 0,
     return pairs
 
 
-def score(pairs: list[Pair], methods: dict[str, Method]) -> dict[str, dict[str, float]]:
-    """Mean PSNR-Y and SSIM of each method over `pairs` (all at one scale)."""
-    results: dict[str, dict[str, list[float]]] = {m: {"psnr": [], "ssim": []} for m in methods}
+def score(pairs: list[Pair], methods: dict[str, Method]) -> dict[str, dict]:
+    """Mean PSNR-Y and SSIM of each method over `pairs` (all at one scale), and its worst tone
+    error against the LR input (`training.tone`): the zoom's tones must be the photo's."""
+    results: dict[str, dict[str, list]] = {m: {"psnr": [], "ssim": [], "tone": []}
+                                           for m in methods}
     for pair in pairs:
         shave = shave_for_scale(max(pair.scale))
         for name, method in methods.items():
             sr = method(pair.lr, pair.scale, pair.hr.shape[:2])
             results[name]["psnr"].append(psnr_y(sr, pair.hr, shave))
             results[name]["ssim"].append(ssim_y(sr, pair.hr, shave))
-    return {m: {"psnr": float(np.mean(r["psnr"])), "ssim": float(np.mean(r["ssim"])),
-                "images": len(r["psnr"])} for m, r in results.items()}
+            results[name]["tone"].append(tone_error(sr, pair.lr, pair.scale))
+    table = {}
+    for m, r in results.items():
+        tone = worst(r["tone"])
+        table[m] = {"psnr": float(np.mean(r["psnr"])), "ssim": float(np.mean(r["ssim"])),
+                    "images": len(r["psnr"]), "tone_mad_255": tone.mad_255,
+                    "tone_gain_error": tone.gain_error, "tone_ok": tone.ok()}
+    return table
 
 
-def format_table(title: str, table: dict[str, dict[str, float]]) -> str:
-    lines = [f"## {title}", "| method | PSNR-Y (dB) | SSIM | images |", "|---|---|---|---|"]
+def tone_check(folder: str | Path, methods: dict[str, Method], scales: list[float],
+               crop: int = 96, limit: int | None = None) -> dict[str, dict]:
+    """Worst tone error of each method on the photos of `folder` (a centred crop of `crop`
+    pixels each, as the user's own photo, not degraded) zoomed by each of `scales`."""
+    errors: dict[str, list] = {m: [] for m in methods}
+    for path in list_images(folder)[:limit]:
+        rgb = load_photo(path).rgb
+        top, left = max(0, (rgb.shape[0] - crop) // 2), max(0, (rgb.shape[1] - crop) // 2)
+        photo = np.ascontiguousarray(rgb[top:top + crop, left:left + crop])
+        for s in scales:
+            shape = (round(photo.shape[0] * s), round(photo.shape[1] * s))
+            for name, method in methods.items():
+                errors[name].append(tone_error(method(photo, (s, s), shape), photo, s))
+    table = {}
+    for m, e in errors.items():
+        tone = worst(e)
+        table[m] = {"images": len(e) // max(1, len(scales)), "scales": scales,
+                    "tone_mad_255": tone.mad_255, "tone_gain_error": tone.gain_error,
+                    "tone_mean_diff_255": tone.mean_diff_255, "tone_ok": tone.ok()}
+    return table
+
+
+def format_table(title: str, table: dict[str, dict]) -> str:
+    lines = [f"## {title}",
+             "| method | PSNR-Y (dB) | SSIM | images | tone MAD (levels) | tone gain error "
+             "| tone |",
+             "|---|---|---|---|---|---|---|"]
     for method, r in table.items():
-        lines.append(f"| {method} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['images']} |")
+        lines.append(f"| {method} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['images']} | "
+                     f"{r['tone_mad_255']:.2f} | {r['tone_gain_error']:.3f} | "
+                     f"{'ok' if r['tone_ok'] else 'SHIFTED'} |")
     return "\n".join(lines)
 
 
@@ -211,6 +248,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="folder of HR images to degrade synthetically")
     parser.add_argument("--scales", default="1.5,2.3,3,3.7",
                         help="scales for --synthetic, comma-separated")
+    parser.add_argument("--tone", action="append", default=[], metavar="DIR",
+                        help="photos to zoom by each of --tone-scales for the tone check alone "
+                        "(a centred 96-pixel crop of each)")
+    parser.add_argument("--tone-scales", default="1.5,3,5,8")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradation")
     parser.add_argument("--limit", type=int, help="use only the first N images of a folder")
     parser.add_argument("--device", default="auto")
@@ -230,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = load_checkpoint(path, device)
         models[name] = {"file": path, "config": model.config}
         methods[name] = model_method(model)
-    if not (args.pairs or args.city100 or args.synthetic):
-        raise SystemExit("nothing to evaluate: give --pairs, --city100 or --synthetic")
+    if not (args.pairs or args.city100 or args.synthetic or args.tone):
+        raise SystemExit("nothing to evaluate: give --pairs, --city100, --synthetic or --tone")
 
     datasets: list[tuple[str, float, list[Pair]]] = []
     for folder in args.pairs:
@@ -260,6 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(heading, table))
         print(f"({time.perf_counter() - start:.0f} s)\n", flush=True)
         report["results"].append({"dataset": title, "scale": s, "table": table})
+    report["tone"] = []
+    tone_scales = [float(s) for s in args.tone_scales.split(",") if s.strip()]
+    for folder in args.tone:
+        table = tone_check(folder, methods, tone_scales, limit=args.limit)
+        print(f"## tone check: {folder}, x{', x'.join(f'{s:g}' for s in tone_scales)}")
+        for m, r in table.items():
+            print(f"- {m}: worst MAD {r['tone_mad_255']:.2f} levels, worst gain error "
+                  f"{r['tone_gain_error']:.3f}: {'ok' if r['tone_ok'] else 'SHIFTED'}")
+        report["tone"].append({"folder": str(folder), "table": table})
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

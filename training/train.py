@@ -46,9 +46,11 @@ from training.data import (
     City100Source,
     Mixture,
     RealArbiSRSource,
+    ScaleSampler,
     SyntheticSource,
 )
 from training.evaluate import city100_pairs, model_method, score, synthetic_pairs
+from training.pretrained import init_from, load_init
 
 
 def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argparse.Namespace:
@@ -60,6 +62,10 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
     g.add_argument("--model", choices=["ddir", "liif"], default="ddir")
     g.add_argument("--preset", choices=["paper", "compact"], default="compact")
     g.add_argument("--config", help="a JSON model config instead of a preset")
+    g.add_argument("--init", metavar="FILE",
+                   help="start from a trained LIIF model file (e.g. the official weights, "
+                   "python -m training.pretrained): both DDIR encoders from its encoder, the SR "
+                   "decoder from its MLP (see training.pretrained)")
     g = p.add_argument_group("data (mix any of them)")
     g.add_argument("--realarbisr", action="append", default=[], metavar="DIR",
                    help="RealArbiSR-layout root (DIR/Train/HR<scale>, LR<scale>)")
@@ -72,6 +78,10 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    help="source weights, e.g. city100=1,synthetic=1 (default: equal)")
     g.add_argument("--min-scale", type=float, default=1.5)
     g.add_argument("--max-scale", type=float, default=4.0)
+    g.add_argument("--extra-max-scale", type=float, default=0.0,
+                   help="also train at scales from --max-scale up to this (e.g. 8) ...")
+    g.add_argument("--extra-share", type=float, default=0.0,
+                   help="... for this share of the samples (e.g. 0.2)")
     g = p.add_argument_group("recipe")
     g.add_argument("--iterations", type=int, default=40000)
     g.add_argument("--batch", type=int, default=16)
@@ -103,7 +113,9 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
 
 
 def build_sources(args: argparse.Namespace) -> Mixture:
-    scale_range = (args.min_scale, args.max_scale)
+    scale_range = ScaleSampler(args.min_scale, args.max_scale,
+                               getattr(args, "extra_max_scale", 0.0),
+                               getattr(args, "extra_share", 0.0))
     sources = []
     for root in args.realarbisr:
         sources.append(RealArbiSRSource(root))
@@ -178,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
 
     config = json.loads(args.config) if args.config else preset_config(args.model, args.preset)
     torch.manual_seed(args.seed)
-    model = make_model(config).to(device)
+    model = make_model(config)
+    if args.init and state is None:
+        init_from(model, load_init(args.init))
+        print(f"initialised from {args.init}", flush=True)
+    model = model.to(device)
     model.use_channels_last()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)

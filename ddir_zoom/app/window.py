@@ -55,8 +55,7 @@ from ddir_zoom.models import CheckpointError, describe, pick_device
 from ddir_zoom.resources import bundled_weights, resource
 
 SLIDER_STEPS = 1000
-BUNDLED = {"DDIR": ("ddir", "compact"), "LIIF": ("liif", "compact"),
-           "DDIR (paper)": ("ddir", "paper"), "LIIF (paper)": ("liif", "paper")}
+BUNDLED = {"DDIR": "ddir", "LIIF": "liif"}
 IMAGE_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.webp *.bmp);;All files (*)")
 
 
@@ -275,8 +274,8 @@ class MainWindow(QMainWindow):
 
     # --- opening -----------------------------------------------------------------------------
     def _models(self) -> dict[str, Path]:
-        models = {name: bundled_weights(*spec) for name, spec in BUNDLED.items()
-                  if bundled_weights(*spec).exists()}
+        models = {name: bundled_weights(kind) for name, kind in BUNDLED.items()
+                  if bundled_weights(kind).exists()}
         for path in self.settings.models:
             if Path(path).exists():
                 models[Path(path).stem] = Path(path)

@@ -9,6 +9,7 @@ clear error.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ddir_zoom.models.base import ImplicitSR
-from ddir_zoom.models.registry import make_model
+from ddir_zoom.models.registry import MAX_PARAMETERS, make_model
 
 FORMAT = "ddir-zoom"
 FORMAT_VERSION = 1
@@ -45,6 +46,9 @@ def save_checkpoint(model: ImplicitSR, path: str | os.PathLike,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary name only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -55,6 +59,8 @@ def save_checkpoint(model: ImplicitSR, path: str | os.PathLike,
 def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, info) of a checkpoint, without loading its weights."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a model file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
@@ -95,11 +101,15 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: holds a {config.get('model')!r} model, "
                               f"not {expect_model!r}")
     try:
-        model = make_model(config)
+        # The architecture on the meta device: every tensor's name and shape, no memory.
+        with torch.device("meta"):
+            skeleton = make_model(config)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: unusable architecture config ({exc})") from None
-
-    expected = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if sum(math.prod(s) for s in expected.values()) > MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: the architecture it declares has more than "
+                              f"{MAX_PARAMETERS:,} parameters")
     try:
         with safe_open(str(path), framework="pt") as handle:
             names = set(handle.keys())
@@ -109,18 +119,25 @@ def load_checkpoint(
                 raise CheckpointError(
                     f"{path}: weights do not match the {config['model']} architecture it "
                     f"declares (missing: {missing[:5]}, unexpected: {unexpected[:5]})")
-            state = {}
-            for name in expected:
-                shape = tuple(handle.get_slice(name).get_shape())
-                if shape != tuple(expected[name].shape):
+            # Every shape and dtype is checked from the header before any tensor is read.
+            for name, shape in expected.items():
+                sliced = handle.get_slice(name)
+                got = tuple(sliced.get_shape())
+                if got != shape:
                     raise CheckpointError(
-                        f"{path}: tensor {name} has shape {shape}, the architecture needs "
-                        f"{tuple(expected[name].shape)}")
-                state[name] = handle.get_tensor(name)
+                        f"{path}: tensor {name} has shape {got}, the architecture needs {shape}")
+                if sliced.get_dtype() not in _FLOAT_DTYPES:
+                    raise CheckpointError(f"{path}: tensor {name} has dtype "
+                                          f"{sliced.get_dtype()}, not a float type")
+            state = {name: handle.get_tensor(name).float() for name in expected}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: corrupt weights ({exc})") from None
+    model = make_model(config)
     for name, tensor in state.items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values")
     model.load_state_dict(state)
     return model.to(device).eval(), info
+
+
+_FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ddir_zoom.models.base import ImplicitSR
@@ -21,30 +22,59 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _ENCODER_KEYS = {"n_resblocks", "n_feats", "res_scale"}
+# Bounds on what a model file may ask for, far above any useful model (the paper's is 16 blocks
+# x 64 channels, MLPs of 4 x 256) and far below what would exhaust memory or time: a model file
+# is data, and a 644-byte header must not make us allocate gigabytes.
+LIMITS = {"n_resblocks": (1, 128), "n_feats": (1, 512), "hidden_width": (1, 2048),
+          "hidden_layers": (1, 16), "res_scale": (1e-3, 10.0)}
+MAX_PARAMETERS = 100_000_000
 
 
-def make_model(config: dict[str, Any]) -> ImplicitSR:
-    """Model from {'model': 'ddir'|'liif', 'encoder': {...}, 'hidden': [...]}.
+def _bounded_int(name: str, value: Any, key: str) -> int:
+    low, high = LIMITS[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"bad {name} {value!r}: an integer from {low} to {high}")
+    return value
 
-    Raises ValueError with the reason for an unknown model or a malformed config.
-    """
+
+def check_config(config: Any) -> dict[str, Any]:
+    """The config if it describes a model we can build in bounded memory; ValueError naming
+    the offending entry otherwise."""
     if not isinstance(config, dict):
         raise ValueError(f"a model config is a dict, got {type(config).__name__}")
     name = config.get("model")
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})")
     encoder = config.get("encoder")
     hidden = config.get("hidden")
     if not isinstance(encoder, dict) or not set(encoder) <= _ENCODER_KEYS:
         raise ValueError(f"bad encoder config {encoder!r} (keys: {sorted(_ENCODER_KEYS)})")
-    if (not isinstance(hidden, list) or not hidden
-            or not all(isinstance(h, int) and h > 0 for h in hidden)):
-        raise ValueError(f"bad decoder hidden widths {hidden!r}")
     for key in ("n_resblocks", "n_feats"):
-        value = encoder.get(key)
-        if value is not None and (not isinstance(value, int) or value < (key == "n_feats")):
-            raise ValueError(f"bad encoder {key}: {value!r}")
-    return MODELS[name](encoder=encoder, hidden=hidden)
+        if key in encoder:
+            _bounded_int(f"encoder {key}", encoder[key], key)
+    if "res_scale" in encoder:
+        value = encoder["res_scale"]
+        low, high = LIMITS["res_scale"]
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not low <= value <= high):
+            raise ValueError(f"bad encoder res_scale {value!r}: a number from {low} to {high}")
+    if not isinstance(hidden, list) or not hidden:
+        raise ValueError(f"bad decoder hidden widths {hidden!r}")
+    low, high = LIMITS["hidden_layers"]
+    if not low <= len(hidden) <= high:
+        raise ValueError(f"bad decoder hidden widths {hidden!r}: {low} to {high} layers")
+    for width in hidden:
+        _bounded_int("decoder hidden width", width, "hidden_width")
+    return config
+
+
+def make_model(config: dict[str, Any]) -> ImplicitSR:
+    """Model from {'model': 'ddir'|'liif', 'encoder': {...}, 'hidden': [...]}.
+
+    Raises ValueError with the reason for an unknown model or a malformed or unbounded config.
+    """
+    check_config(config)
+    return MODELS[config["model"]](encoder=config["encoder"], hidden=config["hidden"])
 
 
 def preset_config(model: str, preset: str) -> dict[str, Any]:

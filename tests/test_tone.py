@@ -1,0 +1,70 @@
+"""Tone fidelity: the zoomed image, shrunk back, has the photo's colours and brightness.
+
+The measure itself is checked on outputs whose shift is known, then every shipped model file is
+rendered on the bundled sample photo at x1.5 to x8 and must stay within `training.tone`'s
+tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ddir_zoom.imaging.io import load_photo
+from ddir_zoom.models import load_checkpoint
+from ddir_zoom.models.upscale import upscale_image
+from ddir_zoom.resources import resource, sample_photo
+from training.evaluate import bicubic_method
+from training.tone import TOLERANCE, tone_error
+
+SHIPPED = sorted(resource("weights").glob("*.safetensors"))
+SCALES = (1.5, 3.0, 8.0)
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[np.ndarray]:
+    """Two 64-pixel crops of the sample photo: the cup's bright rim and the dark coffee."""
+    rgb = load_photo(sample_photo()).rgb
+    return [np.ascontiguousarray(rgb[y:y + 64, x:x + 64]) for y, x in ((100, 150), (220, 260))]
+
+
+def _render(method, photo, s):
+    return method(photo, (s, s), (round(photo.shape[0] * s), round(photo.shape[1] * s)))
+
+
+def test_bicubic_keeps_tones(crops):
+    for photo in crops:
+        for s in SCALES:
+            error = tone_error(_render(bicubic_method, photo, s), photo, s)
+            assert error.ok() and error.mad_255 < 0.3
+
+
+@pytest.mark.parametrize("change, caught_by", [
+    (lambda x: x + 2.0 / 255, "mad"),             # two levels brighter
+    (lambda x: x * np.float32([1.0, 1.0, 0.97]), "mad"),  # a colour cast
+    (lambda x: 0.5 + (x - 0.5) * 1.05, "gain"),    # 5% more contrast
+])
+def test_shifts_are_caught(crops, change, caught_by):
+    photo = crops[0]
+    zoomed = np.clip(change(_render(bicubic_method, photo, 3.0)), 0, 1).astype(np.float32)
+    error = tone_error(zoomed, photo, 3.0)
+    assert not error.ok()
+    if caught_by == "mad":
+        assert error.mad_255 > TOLERANCE.mad_255
+    else:
+        assert error.gain_error > TOLERANCE.gain
+
+
+def test_there_are_shipped_models():
+    assert SHIPPED, "no model files in resources/weights"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_models_keep_tones(crops, path):
+    torch.set_grad_enabled(False)
+    model, _ = load_checkpoint(path)
+    for photo in crops:
+        for s in SCALES:
+            error = tone_error(upscale_image(model, photo, s), photo, s)
+            assert error.ok(), f"{path.name} at x{s}: {error}"
