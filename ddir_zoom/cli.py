@@ -29,6 +29,9 @@ def _viewer_parser() -> argparse.ArgumentParser:
                     "Upscale from the command line with: ddir-zoom upscale --help")
     parser.add_argument("image", nargs="?", help="photo to open (default: the bundled sample)")
     parser.add_argument("--version", action="version", version=f"ddir-zoom {__version__}")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="CPU threads (default: the Threads setting, else the cores not "
+                             "busy with other programs)")
     parser.add_argument("--self-test", action="store_true",
                         help="open the photo, wait for a fully refined frame, print the timing "
                              "and exit (0 on success): a smoke check for installs and bundles")
@@ -96,6 +99,8 @@ def upscale_parser() -> argparse.ArgumentParser:
                         help="upscale only this rectangle of each input, in input pixels")
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="CPU threads (default: the cores not busy with other programs)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output file (one input), or a folder: files are then named "
                              "NAME_xSCALE.FORMAT")
@@ -133,7 +138,9 @@ def upscale_main(argv: list[str]) -> int:
     from ddir_zoom.imaging import ImageLoadError, ImageSaveError, load_photo
     from ddir_zoom.models import CheckpointError, load_checkpoint, pick_device
     from ddir_zoom.resources import bundled_weights
+    from ddir_zoom.threads import configure
 
+    configure(args.threads)
     try:
         device = pick_device(args.device)
     except ValueError as exc:
@@ -212,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _viewer_parser().parse_args(argv)
     from ddir_zoom.app import run_viewer  # Qt is imported only when a window is wanted
 
-    return run_viewer(args.image, self_test=args.self_test, started=started)
+    return run_viewer(args.image, self_test=args.self_test, started=started,
+                      threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Tone fidelity: the zoomed image, shrunk back, has the photo's colours and brightness.
 
 The measure itself is checked on outputs whose shift is known, then every shipped model file is
-rendered on the bundled sample photo at x1.5 to x8 and must stay within `training.tone`'s
-tolerance.
+rendered on the bundled sample photo at x1.5, x3 and x8 and must stay within `training.tone`'s
+tolerance, at each of those scales that the model was trained for: a model file records its
+training scales (`info["train_scales"]`, x1.5 to x8 for our DDIR). The official LIIF weights
+were trained on x1 to x4 and are shipped unchanged, as the authors' model for comparison; past
+x4 they drift (measured in the README's tone table), which is why our DDIR trains to x8.
 """
 
 from __future__ import annotations
@@ -63,8 +66,11 @@ def test_there_are_shipped_models():
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_models_keep_tones(crops, path):
     torch.set_grad_enabled(False)
-    model, _ = load_checkpoint(path)
+    model, info = load_checkpoint(path)
+    low, high = info["train_scales"]
+    scales = [s for s in SCALES if low <= s <= high]
+    assert scales, f"{path.name} was trained on none of the scales checked"
     for photo in crops:
-        for s in SCALES:
+        for s in scales:
             error = tone_error(upscale_image(model, photo, s), photo, s)
             assert error.ok(), f"{path.name} at x{s}: {error}"

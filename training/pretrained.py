@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     info = {"source": SOURCE, "sha256": SHA256, "licence": "BSD-3-Clause",
-            "licence_text": licence, "data": ["DIV2K (bicubic)"],
+            "licence_text": licence, "data": ["DIV2K (bicubic)"], "train_scales": [1.0, 4.0],
             "command": "python -m training.pretrained --out " + str(out)}
     save_checkpoint(model, out, info)
     print(f"wrote {out} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")

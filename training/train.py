@@ -268,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(json.dumps(record))
             if improved:
                 best, stale = mean, 0
+                top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
                 info = {"data": [s.name for s in data.sources], "command": command,
+                        "train_scales": [args.min_scale, top],
                         "iterations": step, "wall_time_s": round(elapsed),
                         "validation_psnr_y": scores, "seed": args.seed,
                         "machine": f"{platform.machine()} {device}, "

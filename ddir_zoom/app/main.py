@@ -14,16 +14,18 @@ from ddir_zoom.app.settings import Settings
 from ddir_zoom.app.theme import apply_theme
 from ddir_zoom.app.window import MainWindow, app_icon
 from ddir_zoom.resources import sample_photo
+from ddir_zoom.threads import configure
 
 
 def run_viewer(image: str | None = None, self_test: bool = False,
-               started: float | None = None) -> int:
+               started: float | None = None, threads: int = 0) -> int:
     """Open the viewer on `image` (the bundled sample when None) and run until it closes.
 
     self_test: with throw-away settings, show DDIR (or the first model available), wait until
     the first frame is fully refined, print how long that took and exit with 0; exit with 1 if
     the photo does not open or nothing is refined within five minutes. Times count from
-    `started` (time.perf_counter() when the program began), or from here.
+    `started` (time.perf_counter() when the program began), or from here. threads: CPU
+    threads for rendering (0: the Threads setting, else `threads.free_cores()`).
     """
     started = time.perf_counter() if started is None else started
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -34,6 +36,11 @@ def run_viewer(image: str | None = None, self_test: bool = False,
     settings = Settings(QSettings(str(Path(folder.name) / "settings.ini"),
                                   QSettings.Format.IniFormat)) if folder else Settings()
     apply_theme(app, settings.theme)
+    try:
+        saved = int(settings.threads)
+    except ValueError:
+        saved = 0
+    configure(threads or saved)
     window = MainWindow(settings)
     window.show()
     window.open_path(image or sample_photo())

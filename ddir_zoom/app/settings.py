@@ -28,6 +28,7 @@ class Settings:
     layout = _Text("single")
     device = _Text("auto")
     theme = _Text("dark")
+    threads = _Text("0")  # CPU threads; 0: the cores not busy with other programs
 
     def __init__(self, settings: QSettings | None = None) -> None:
         self.qsettings = settings or QSettings("ddir-zoom", "ddir-zoom")

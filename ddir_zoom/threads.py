@@ -1,0 +1,58 @@
+"""CPU thread policy: behave well on a machine that other programs are using.
+
+Our rendering is many small torch operations (chunked decoding, tiles). With OpenMP's default
+active waiting, each of the pool's threads spins between operations; on a busy CPU the spinning
+threads compete with the programs that hold the cores and with each other, and a render that takes
+1 s alone took 27 s beside a competing load (measured in the speed issue). Passive waiting puts
+idle threads to sleep instead, at no cost to an idle machine.
+
+`OMP_WAIT_POLICY` is read once, when torch's OpenMP runtime starts, so `ddir_zoom/__init__`
+sets it (unless the user already did) before anything imports torch. The thread count is chosen
+when the program starts: the cores this process may run on, less those busy with other work by
+the 1-minute load average, at least one; `--threads` (command line) or the Threads setting
+override it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+WAIT_POLICY_DEFAULT = "PASSIVE"
+
+
+def set_wait_policy() -> None:
+    """Passive OpenMP waiting unless the environment says otherwise; before torch loads."""
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY_DEFAULT)
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def free_cores(load: float | None = None) -> int:
+    """Cores not busy with other work: usable cores minus the 1-minute load average (rounded
+    down, so a core that is half busy still counts as free), at least one."""
+    cores = usable_cores()
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # Windows
+            load = 0.0
+    return max(1, min(cores, cores - math.floor(load)))
+
+
+def configure(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to `threads` (or `free_cores()` when None or 0), and its
+    inter-op pool to one thread (our parallelism is within operations). Returns the count."""
+    import torch
+
+    count = threads if threads and threads > 0 else free_cores()
+    torch.set_num_threads(count)
+    with contextlib.suppress(RuntimeError):  # it can be set once per process, before use
+        torch.set_num_interop_threads(1)
+    return count

@@ -1,0 +1,45 @@
+"""The CPU thread policy (ddir_zoom.threads)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ddir_zoom import threads
+
+
+def test_passive_waiting_is_set_before_torch_loads():
+    code = ("import os, ddir_zoom.cli, torch; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in dir())")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["PASSIVE", "True"]
+
+
+def test_a_users_wait_policy_is_kept():
+    env = {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}
+    out = subprocess.run([sys.executable, "-c", "import os, ddir_zoom; "
+                          "print(os.environ['OMP_WAIT_POLICY'])"], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "ACTIVE"
+
+
+@pytest.mark.parametrize("load, expected", [(0.0, 4), (0.9, 4), (1.2, 3), (3.7, 1), (9.0, 1)])
+def test_free_cores_leave_the_busy_ones(monkeypatch, load, expected):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    assert threads.free_cores(load) == expected
+
+
+def test_configure_sets_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert threads.configure(1) == 1 and torch.get_num_threads() == 1
+        assert threads.configure(0) == threads.free_cores()
+    finally:
+        torch.set_num_threads(before)
