@@ -10,6 +10,9 @@ viewer's. Run `ddir-zoom upscale --help` for its options.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,6 +20,10 @@ from pathlib import Path
 from ddir_zoom import __version__
 
 METHOD_CHOICES = ("ddir", "liif", "bicubic")
+MAX_SIDE = 1_000_000
+MAX_OUTPUT_PIXELS = 500_000_000
+"""Outputs larger than this (500 MP, 1.5 GB as 8-bit RGB; hours of DDIR on a CPU) need --force:
+a typo in --size or --scale must not start a job of a day."""
 FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": ".tif",
                  "webp": ".webp"}
 
@@ -46,6 +53,8 @@ def _size(text: str) -> tuple[int, int]:
             f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}") from None
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"the size must be positive, got {text!r}")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SIDE} pixels a side, got {text!r}")
     return w, h
 
 
@@ -55,6 +64,8 @@ def _crop(text: str) -> tuple[float, float, float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected X,Y,W,H, e.g. 100,50,640,480, got {text!r}") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise argparse.ArgumentTypeError(f"the crop must be four finite numbers, got {text!r}")
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"the crop must have a positive size, got {text!r}")
     return x, y, w, h
@@ -65,7 +76,7 @@ def _scale(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.05 <= value <= 32:
+    if not math.isfinite(value) or not 0.05 <= value <= 32:
         raise argparse.ArgumentTypeError(f"the scale must be between 0.05 and 32, got {value}")
     return value
 
@@ -125,8 +136,22 @@ def _output_path(args: argparse.Namespace, source: Path, folder_output: bool) ->
     return Path(args.output) / f"{source.stem}_{tag}{suffix}"
 
 
+def _join_option_values(argv: list[str], options: tuple[str, ...] = ("--crop",)) -> list[str]:
+    """'--crop -50,-50,100,100' as '--crop=-50,-50,100,100': argparse would take a value that
+    starts with '-' (and is no plain number) for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in options and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def upscale_main(argv: list[str]) -> int:
-    args = upscale_parser().parse_args(argv)
+    args = upscale_parser().parse_args(_join_option_values(argv))
     if not 1 <= args.quality <= 100:
         upscale_parser().error("--quality must be between 1 and 100")
 
@@ -134,7 +159,7 @@ def upscale_main(argv: list[str]) -> int:
     from tqdm import tqdm
 
     from ddir_zoom.engine import Engine
-    from ddir_zoom.engine.export import export_region
+    from ddir_zoom.engine.export import export_geometry, export_region
     from ddir_zoom.imaging import ImageLoadError, ImageSaveError, load_photo
     from ddir_zoom.models import CheckpointError, load_checkpoint, pick_device
     from ddir_zoom.resources import bundled_weights
@@ -159,7 +184,16 @@ def upscale_main(argv: list[str]) -> int:
     output = Path(args.output)
     folder_output = len(args.inputs) > 1 or output.is_dir() or args.output.endswith(("/", "\\"))
     if folder_output:
-        output.mkdir(parents=True, exist_ok=True)
+        if output.exists() and not output.is_dir():
+            print(f"ddir-zoom upscale: {output} is a file; with several inputs -o must be a "
+                  "folder", file=sys.stderr)
+            return 2
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"ddir-zoom upscale: cannot create the folder {output} "
+                  f"({exc.strerror or exc})", file=sys.stderr)
+            return 2
     elif output.suffix.lower() not in FORMAT_SUFFIX.values() and output.suffix.lower() not in (
             ".jpeg", ".tiff"):
         print(f"ddir-zoom upscale: {output}: unknown file type '{output.suffix}' "
@@ -169,44 +203,105 @@ def upscale_main(argv: list[str]) -> int:
     failures = 0
     files = tqdm(args.inputs, unit="photo", disable=args.quiet or len(args.inputs) == 1,
                  file=sys.stderr)
-    for name in files:
-        source = Path(name)
-        target = _output_path(args, source, folder_output)
-        if target.exists() and not args.force:
-            tqdm.write(f"skipped {source}: {target} exists (use --force to overwrite)",
-                       file=sys.stderr)
-            failures += 1
-            continue
-        try:
-            photo = load_photo(source)
-            engine = Engine(photo, device=device)
-            if model is not None:
-                engine.add_model(method, model)
-            rect = None
-            if args.crop is not None:
-                x, y, w, h = args.crop
-                rect = (y, x, h, w)
-            size = (args.size[1], args.size[0]) if args.size else None
-            with tqdm(total=0, unit="tile", desc=source.name, leave=False, file=sys.stderr,
-                      disable=args.quiet) as bar:
-                def progress(done: int, total: int, bar=bar) -> None:
-                    bar.total = total
-                    bar.update(done - bar.n)
 
-                export_region(engine, target, method, rect=rect, scale=args.scale, size=size,
-                              keep_metadata=not args.no_metadata, quality=args.quality,
-                              progress=progress)
-            if not args.quiet:
-                tqdm.write(f"{source} -> {target}", file=sys.stderr)
-        except (ImageLoadError, ImageSaveError, ValueError, OSError, MemoryError) as exc:
-            tqdm.write(f"failed {source}: {exc}", file=sys.stderr)
-            failures += 1
-        except KeyboardInterrupt:
-            tqdm.write("interrupted; the file being written was not created", file=sys.stderr)
-            return 130
+    def warn(message: str) -> None:
+        tqdm.write(f"warning: {message}", file=sys.stderr)
+
+    def fail(source: Path, exc: Exception) -> None:
+        text = str(exc)  # our messages start with the file's name already
+        tqdm.write(f"failed: {text}" if text.startswith(str(source)) or
+                   text.startswith(str(target)) else f"failed: {source}: {text}",
+                   file=sys.stderr)
+
+    with _terminate_as_interrupt():
+        for name in files:
+            source = Path(name)
+            target = _output_path(args, source, folder_output)
+            if target.exists() and not args.force:
+                tqdm.write(f"skipped {source}: {target} exists (use --force to overwrite)",
+                           file=sys.stderr)
+                failures += 1
+                continue
+            try:
+                photo = load_photo(source)
+                rect = None
+                if args.crop is not None:
+                    rect = _crop_rect(args.crop, (photo.height, photo.width), warn)
+                size = (args.size[1], args.size[0]) if args.size else None
+                whole = (0.0, 0.0, float(photo.height), float(photo.width))
+                _, _, shape = export_geometry(rect or whole, args.scale, size)
+                pixels = shape[0] * shape[1]
+                if pixels > MAX_OUTPUT_PIXELS and not args.force:
+                    raise ValueError(
+                        f"the output would be {shape[1]} x {shape[0]} = {pixels / 1e6:,.0f} "
+                        f"megapixels ({pixels * 3 / 2**30:,.1f} GB as 8-bit RGB; hours to days "
+                        f"of rendering): add --force if that is what you want")
+                engine = Engine(photo, device=device)
+                if model is not None:
+                    engine.add_model(method, model)
+                with tqdm(total=0, unit="tile", desc=source.name, leave=False, file=sys.stderr,
+                          disable=args.quiet) as bar:
+                    def progress(done: int, total: int, bar=bar) -> None:
+                        bar.total = total
+                        bar.update(done - bar.n)
+
+                    export_region(engine, target, method, rect=rect, scale=args.scale,
+                                  size=size, keep_metadata=not args.no_metadata,
+                                  quality=args.quality, progress=progress,
+                                  overwrite=args.force, warn=warn)
+                if not args.quiet:
+                    tqdm.write(f"{source} -> {target}", file=sys.stderr)
+            except (ImageLoadError, ImageSaveError, ValueError, OSError, MemoryError) as exc:
+                fail(source, exc)
+                failures += 1
+            except KeyboardInterrupt as exc:
+                tqdm.write("interrupted; the file being written was not created",
+                           file=sys.stderr)
+                return 128 + getattr(exc, "signum", signal.SIGINT)
     if failures:
         print(f"{failures} of {len(args.inputs)} files failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so that every temporary file is
+    removed on the way out exactly as for Ctrl+C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+              if s is not None]
+    previous = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _crop_rect(crop: tuple[float, float, float, float], size: tuple[int, int], warn
+               ) -> tuple[float, float, float, float]:
+    """--crop X,Y,W,H as the engine's (y, x, h, w), clipped to the photo with a warning;
+    ValueError when it misses the photo."""
+    x, y, w, h = crop
+    height, width = size
+    left, top = max(0.0, x), max(0.0, y)
+    right, bottom = min(float(width), x + w), min(float(height), y + h)
+    if right <= left or bottom <= top:
+        raise ValueError(f"the crop {x:g},{y:g},{w:g},{h:g} (X,Y,W,H) lies outside the photo "
+                         f"({width} x {height})")
+    if (left, top, right, bottom) != (x, y, x + w, y + h):
+        warn(f"the crop {x:g},{y:g},{w:g},{h:g} reaches outside the photo ({width} x "
+             f"{height}); using {left:g},{top:g},{right - left:g},{bottom - top:g}")
+    return top, left, bottom - top, right - left
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 import time
@@ -43,6 +44,7 @@ def run_viewer(image: str | None = None, self_test: bool = False,
     configure(threads or saved)
     window = MainWindow(settings)
     window.show()
+    quit_on_signals(app, window)
     window.open_path(image or sample_photo())
     if self_test:
         _watch_self_test(app, window, started)
@@ -50,6 +52,23 @@ def run_viewer(image: str | None = None, self_test: bool = False,
     if folder is not None:
         folder.cleanup()
     return code
+
+
+def quit_on_signals(app: QApplication, window: MainWindow) -> QTimer:
+    """Ctrl+C, SIGTERM and SIGHUP close the window as its close button does: a running export
+    is cancelled and its temporary files removed, the settings saved. Python runs signal
+    handlers only between bytecodes, so a timer lets it look while Qt's event loop waits."""
+    def handler(signum, frame) -> None:
+        window.close()
+        app.quit()
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    return timer
 
 
 def _watch_self_test(app: QApplication, window: MainWindow, start: float) -> None:

@@ -13,15 +13,20 @@ exact output size (H, W) the scales are H / h and W / w and the output starts at
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import io
 import math
 import os
+import shutil
+import struct
 import tempfile
+import warnings
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 
 from ddir_zoom.engine.engine import Engine, as_scale
 from ddir_zoom.engine.methods import Cancelled
@@ -31,9 +36,11 @@ from ddir_zoom.imaging.io import (
     ImageSaveError,
     atomic_output,
     check_destination,
+    forget_temporary,
     format_for,
     save_options,
     to_uint8,
+    track_temporary,
 )
 from ddir_zoom.imaging.png_stream import PngStreamWriter
 
@@ -117,13 +124,21 @@ def export_region(
     quality: int = 95,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    overwrite: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Render image rectangle `rect` (y, x, h, w; default the whole photo; clipped to it) with
     `method` at `scale` or exact `size` (H, W) and write it to `path` (PNG, JPEG, TIFF or WebP
     by suffix).
 
     progress(done_tiles, total_tiles) is called as tiles complete; when `cancelled()` returns
-    True the export stops, leaves no file, and raises Cancelled.
+    True the export stops, leaves no file, and raises Cancelled. overwrite=False: an existing
+    file, or one another program creates meanwhile, is never replaced (ImageSaveError).
+    warn(message): told of metadata that cannot be written and is left out (default: warnings).
+
+    Before anything is rendered: the destination, the size limits of the format, the metadata
+    (`writable_metadata`) and, for JPEG, TIFF and WebP, disk space for the pixel buffer. After
+    writing, the file is reopened (`verify_written`) before it takes its name.
     """
     path = Path(path)
     fmt = format_for(path)
@@ -138,8 +153,14 @@ def export_region(
     alpha = engine.photo.alpha is not None and fmt in ALPHA_FORMATS
     channels = 4 if alpha else 3
     photo = engine.photo
-    exif = photo.exif if keep_metadata else None
-    icc = photo.icc_profile if keep_metadata else None
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
+    exif, icc = writable_metadata(path, fmt, photo.exif if keep_metadata else None,
+                                  photo.icc_profile if keep_metadata else None, warn)
+    if not overwrite and path.exists():
+        raise ImageSaveError(f"{path}: exists (not overwritten)")
+
+    def verify(written: Path) -> None:
+        verify_written(path, written, fmt, (shape[1], shape[0]))
     rows = list(_tiles(engine, as_scale(sc), offset, shape))
     total = sum(len(row) for row in rows)
     done = 0
@@ -165,7 +186,7 @@ def export_region(
         return strip
 
     if fmt == "PNG":
-        with atomic_output(path) as handle:
+        with atomic_output(path, overwrite=overwrite, verify=verify) as handle:
             writer = PngStreamWriter(handle, shape[1], shape[0], channels, icc, exif)
             for row in rows:
                 writer.write_rows(strip_pixels(row))
@@ -175,8 +196,13 @@ def export_region(
     # JPEG, TIFF, WebP: a disk-backed buffer in Pillow's 4-byte layout, encoded without a copy.
     fd, buffer_name = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
                                        prefix=f".{path.name}.", suffix=".pixels.part")
-    os.close(fd)
+    track_temporary(buffer_name)
     try:
+        # Reserve the buffer's disk space now: a memory map over a sparse file on a full disk
+        # dies of SIGBUS at the first page that cannot be stored, with no message.
+        reserve(fd, shape[0] * shape[1] * 4, path)
+        os.close(fd)
+        fd = -1
         pixels = np.memmap(buffer_name, dtype=np.uint8, mode="w+",
                            shape=(shape[0], shape[1], 4))
         if not alpha:
@@ -189,10 +215,74 @@ def export_region(
         pixels.flush()
         mode = "RGBA" if alpha else "RGBX"
         image = Image.frombuffer(mode, (shape[1], shape[0]), pixels, "raw", mode, 0, 1)
-        with atomic_output(path) as handle:
+        with atomic_output(path, overwrite=overwrite, verify=verify) as handle:
             image.save(handle, format=fmt, **save_options(fmt, exif, icc, quality))
         del image, pixels
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(buffer_name)
+        if fd >= 0:
+            os.close(fd)
+        forget_temporary(buffer_name)
     return path
+
+
+MAX_JPEG_EXIF = 65533
+"""A JPEG APP1 segment holds at most 65535 bytes, its length field included."""
+MAX_ICC = 1 << 20
+"""Pillow refuses to read back a PNG whose ICC profile decompresses to more than 1 MB
+(ImageFile.SAFEBLOCK); real profiles are a few kilobytes, rarely a few hundred."""
+
+
+def writable_metadata(path: Path, fmt: str, exif: bytes | None, icc: bytes | None,
+                      warn: Callable[[str], None]) -> tuple[bytes | None, bytes | None]:
+    """(exif, icc) that `fmt` can hold and readers can read back; what cannot is left out and
+    `warn` is told, before any pixel is rendered."""
+    if exif and fmt == "JPEG" and len(exif) + 6 > MAX_JPEG_EXIF:
+        warn(f"{path}: the photo's EXIF block ({len(exif) // 1024} KB) is larger than a JPEG "
+             "can hold (64 KB); it is left out (PNG, TIFF and WebP can hold it)")
+        exif = None
+    if icc and len(icc) > MAX_ICC:
+        warn(f"{path}: the photo's colour profile ({len(icc) // 1024} KB) is too large for "
+             "image readers (over 1 MB); it is left out")
+        icc = None
+    if icc:
+        try:
+            ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        except (ImageCms.PyCMSError, OSError, TypeError, ValueError):
+            warn(f"{path}: the photo's colour profile is damaged; it is left out")
+            icc = None
+    return exif, icc
+
+
+def reserve(fd: int, size: int, path: Path) -> None:
+    """Allocate `size` bytes of disk for file descriptor `fd`, or raise ImageSaveError."""
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, size)
+        else:  # macOS, Windows: no posix_fallocate; the size at least is checked here
+            os.ftruncate(fd, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            free = shutil.disk_usage(path.parent if str(path.parent) else ".").free
+            raise ImageSaveError(
+                f"{path}: no space left on the disk (this export needs {size / 2**20:,.0f} MB "
+                f"of working space beside it, {free / 2**20:,.0f} MB are free)") from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate on this disk
+            raise ImageSaveError(f"{path}: could not be written ({exc.strerror})") from None
+        os.ftruncate(fd, size)
+
+
+def verify_written(path: Path, written: Path, fmt: str, size: tuple[int, int]) -> None:
+    """Reopen a written file's header and metadata: format, size, readable profile and EXIF.
+    ImageSaveError (the file is then not kept) if it does not read back."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(written) as image:
+                ok = image.format == fmt and image.size == size
+                _ = image.info.get("icc_profile"), image.getexif()
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as exc:
+        raise ImageSaveError(f"{path}: the written file does not read back ({exc}); it was "
+                             "not kept") from None
+    if not ok:
+        raise ImageSaveError(f"{path}: the written file does not read back as a {size[0]} x "
+                             f"{size[1]} {fmt}; it was not kept")

@@ -7,6 +7,7 @@ EXIF block and ICC profile of the source for export. 16-bit sources keep their 1
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import struct
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +39,27 @@ _EXIF_ORIENTATION = 0x0112
 # Errors Pillow's decoders raise on damaged data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
                   IndexError, TypeError)
+
+
+_PENDING: set[str] = set()
+"""Temporary files being written. A program that exits while a background thread still writes
+one (the viewer closing during an export's final encode) removes them at exit."""
+
+
+def track_temporary(name: str) -> None:
+    _PENDING.add(name)
+
+
+def forget_temporary(name: str) -> None:
+    _PENDING.discard(name)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
+@atexit.register
+def _remove_pending() -> None:
+    for name in list(_PENDING):
+        forget_temporary(name)
 
 
 class ImageLoadError(Exception):
@@ -87,6 +109,20 @@ def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     before decoding), and a truncated or corrupt file.
     """
     path = Path(path)
+    # Pillow's warnings (corrupt EXIF, odd chunks) are not the user's concern: what cannot be
+    # decoded is refused with a message instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            photo = _load(path, max_pixels)
+        except PermissionError:
+            raise ImageLoadError(f"{path}: permission denied (the file or its folder cannot be "
+                                 "read)") from None
+    photo.source = path
+    return photo
+
+
+def _load(path: Path, max_pixels: int) -> Photo:
     if not path.exists():
         raise ImageLoadError(f"{path}: no such file")
     if path.is_dir():
@@ -111,18 +147,45 @@ def load_photo(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             raise ImageLoadError(
                 f"{path}: the image is too large ({width}x{height} = {width * height / 1e6:.1f} "
                 f"megapixels; the limit is {max_pixels / 1e6:.1f} megapixels)")
+        if image.format == "PNG":
+            check_png_chunks(path)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                photo = _decode(image)
+            return _decode(image)
         except ImageLoadError:
             raise
         except MemoryError:
             raise ImageLoadError(f"{path}: not enough memory to decode the image") from None
         except _DECODE_ERRORS as exc:
             raise ImageLoadError(f"{path}: the file is truncated or corrupt ({exc})") from None
-    photo.source = path
-    return photo
+
+
+def check_png_chunks(path: Path, block: int = 1 << 20) -> None:
+    """Verify every chunk's CRC of a PNG file: Pillow skips the check for the image data
+    (IDAT), so a damaged file would otherwise decode to wrong pixels without a word."""
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        while True:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise ImageLoadError(f"{path}: the file is truncated (no IEND chunk)")
+            length, kind = struct.unpack(">I4s", head)
+            crc = zlib.crc32(kind)
+            left = length
+            while left:
+                data = handle.read(min(block, left))
+                if not data:
+                    raise ImageLoadError(f"{path}: the file is truncated")
+                crc = zlib.crc32(data, crc)
+                left -= len(data)
+            stored = handle.read(4)
+            if len(stored) < 4:
+                raise ImageLoadError(f"{path}: the file is truncated")
+            if struct.unpack(">I", stored)[0] != crc & 0xFFFFFFFF:
+                name = kind.decode("latin-1")
+                raise ImageLoadError(f"{path}: the file is corrupt (bad checksum in its {name} "
+                                     "chunk)")
+            if kind == b"IEND":
+                return
 
 
 _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP",
@@ -313,17 +376,27 @@ def check_destination(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = True,
+                  verify: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
     """A binary file that becomes `path` only when the block completes: written beside it under
-    a temporary name, flushed to disk and renamed over it. On any error or cancellation inside
-    the block the temporary file is removed and `path` is left as it was."""
+    a temporary name, flushed to disk, checked by `verify(temporary path)` and moved into place.
+    On any error or cancellation inside the block the temporary file is removed and `path` is
+    left as it was.
+
+    overwrite=False: `path` is created exclusively (a hard link, or O_EXCL where links are not
+    supported), so that of two processes writing the same new file one fails instead of
+    silently replacing the other's.
+    """
     path = Path(path)
     check_destination(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if not overwrite and path.exists():
+        raise ImageSaveError(f"{path}: exists (not overwritten)")
     try:
         fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".part")
     except OSError as exc:
         raise ImageSaveError(f"{path}: cannot write in {parent} ({exc.strerror})") from None
+    track_temporary(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -333,13 +406,35 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
+        if verify is not None:
+            verify(Path(tmp_name))
+        if overwrite:
+            os.replace(tmp_name, path)
+        else:
+            _create_exclusively(Path(tmp_name), path)
+        _PENDING.discard(tmp_name)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
+        forget_temporary(tmp_name)
+        if isinstance(exc, FileExistsError):
+            raise ImageSaveError(f"{path}: was created by another program while this one was "
+                                 "writing it (not overwritten)") from None
         if isinstance(exc, OSError) and not isinstance(exc, ImageSaveError):
-            raise ImageSaveError(f"{path}: could not be written ({exc})") from None
+            reason = exc.strerror or str(exc)  # the temporary name means nothing to the user
+            raise ImageSaveError(f"{path}: could not be written ({reason})") from None
         raise
+
+
+def _create_exclusively(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails with FileExistsError if the name was taken meanwhile
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network shares): claim the name first
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        os.close(fd)
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def format_for(path: Path) -> str:

@@ -18,6 +18,9 @@ def pick_device(preference: str | None = None) -> torch.device:
         device = torch.device(preference)
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {preference!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {preference!r} cannot render (use auto, cpu, cuda, cuda:N "
+                         "or mps)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was asked for, but this torch build or machine has no CUDA GPU")
     if device.type == "cuda" and device.index is not None \
