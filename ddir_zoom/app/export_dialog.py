@@ -105,6 +105,8 @@ class ExportDialog(QDialog):
         self.format = QComboBox()
         self.format.addItems(list(FORMATS))
         form.addRow("Format", self.format)
+        self.stem = stem
+        self._auto_name = True  # the name follows scale and size until the user edits it
         self.path = QLineEdit(str(Path(folder or Path.home()) / f"{stem}_x{scale:.2f}.png"))
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
@@ -115,6 +117,7 @@ class ExportDialog(QDialog):
         self.quality = QSpinBox()
         self.quality.setRange(1, 100)
         self.quality.setValue(95)
+        self.quality.setToolTip("JPEG and WebP only: PNG and TIFF are lossless")
         form.addRow("JPEG / WebP quality", self.quality)
         self.metadata = QCheckBox("Keep EXIF and colour profile")
         self.metadata.setChecked(True)
@@ -170,6 +173,8 @@ class ExportDialog(QDialog):
         self._update()
 
     def _path_changed(self, text: str) -> None:
+        if not self._syncing:
+            self._auto_name = False  # the user's own name is kept from now on
         name = SUFFIXES.get(Path(text).suffix.lower())
         if name is not None and self.format.currentText() != name:
             self.format.setCurrentText(name)
@@ -203,7 +208,23 @@ class ExportDialog(QDialog):
             return f"The folder {s.path.parent} does not exist."
         return None
 
+    def _retag(self) -> None:
+        """The default file name says what is exported: _x2.50 at a scale, _1920x1080 at an
+        exact size."""
+        if not self._auto_name:
+            return
+        if self.by_scale.isChecked():
+            tag = f"x{self.scale.value():.2f}"
+        else:
+            tag = f"{self.width.value()}x{self.height.value()}"
+        path = Path(self.path.text())
+        self._syncing = True
+        self.path.setText(str(path.with_name(f"{self.stem}_{tag}{path.suffix}")))
+        self._syncing = False
+
     def _update(self) -> None:
+        self._retag()
+        self.quality.setEnabled(self.format.currentText() in ("JPEG", "WebP"))
         problem = self._problem()
         self.error.setText(problem or "")
         self.ok_button.setEnabled(problem is None)

@@ -12,6 +12,7 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from ddir_zoom.app.settings import Settings
+from ddir_zoom.app.system import platform_problem
 from ddir_zoom.app.theme import apply_theme
 from ddir_zoom.app.window import MainWindow, app_icon
 from ddir_zoom.resources import sample_photo
@@ -29,6 +30,10 @@ def run_viewer(image: str | None = None, self_test: bool = False,
     threads for rendering (0: the Threads setting, else `threads.free_cores()`).
     """
     started = time.perf_counter() if started is None else started
+    problem = None if QApplication.instance() else platform_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("ddir-zoom")
     app.setOrganizationName("ddir-zoom")

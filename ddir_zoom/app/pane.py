@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
+    QBrush,
     QColor,
     QFont,
     QImage,
@@ -19,6 +20,7 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPen,
+    QPixmap,
     QResizeEvent,
     QWheelEvent,
 )
@@ -42,6 +44,7 @@ class Layer:
         self.view: View | None = None
         self.canvas: np.ndarray | None = None
         self.image: QImage | None = None
+        self.has_alpha = False
         self.done = 0
         self.total = 0
 
@@ -53,21 +56,52 @@ class Layer:
         self.canvas = np.ascontiguousarray(frame.image)
         h, w = self.canvas.shape[:2]
         self.image = QImage(self.canvas.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+        self.has_alpha = False
         self.done = frame.total - len(frame.pending)
         self.total = frame.total
+
+    def set_alpha(self, alpha: np.ndarray | None) -> None:
+        """Show the frame with this transparency (uint8, the frame's size) over a
+        checkerboard; tiles keep arriving into the same canvas."""
+        if alpha is None or self.canvas is None:
+            return
+        h, w = self.canvas.shape[:2]
+        rgba = np.empty((h, w, 4), np.uint8)
+        rgba[..., :3] = self.canvas
+        rgba[..., 3] = alpha
+        self.canvas = rgba
+        self.image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+        self.has_alpha = True
 
     def apply(self, update: TileUpdate) -> QRect | None:
         """Paste a refined tile if it belongs to the frame shown; its rect in canvas pixels."""
         if update.generation != self.generation or self.canvas is None:
             return None
         y, x, h, w = update.rect
-        self.canvas[y:y + h, x:x + w] = update.pixels
+        self.canvas[y:y + h, x:x + w, :3] = update.pixels
         self.done = update.done
         return QRect(x, y, w, h)
 
     @property
     def refining(self) -> bool:
         return self.done < self.total
+
+
+_CHECKERBOARD: QBrush | None = None
+
+
+def checkerboard() -> QBrush:
+    """The usual grey checkerboard shown where a photo is transparent (8-pixel squares)."""
+    global _CHECKERBOARD
+    if _CHECKERBOARD is None:
+        tile = QPixmap(16, 16)
+        tile.fill(QColor(204, 204, 204))
+        painter = QPainter(tile)
+        painter.fillRect(0, 0, 8, 8, QColor(153, 153, 153))
+        painter.fillRect(8, 8, 8, 8, QColor(153, 153, 153))
+        painter.end()
+        _CHECKERBOARD = QBrush(tile)
+    return _CHECKERBOARD
 
 
 class ZoomPane(QWidget):
@@ -90,6 +124,7 @@ class ZoomPane(QWidget):
         self.wipe = False
         self.divider = 0.5  # wipe divider position, fraction of the width
         self.selection: QRectF | None = None  # in device pixels, drawn as an outline
+        self.placeholder = ""  # said in the middle while there are no layers
         self._drag_start: QPointF | None = None
         self._dragging_divider = False
         self._band: QRubberBand | None = None
@@ -135,6 +170,12 @@ class ZoomPane(QWidget):
         painter.fillRect(event.rect(), QColor(40, 40, 40))
         ratio = self.devicePixelRatioF()
         target = QRectF(0, 0, self.width(), self.height())
+        if not self.layers and self.placeholder:
+            painter.setPen(QColor(200, 200, 200))
+            painter.drawText(target, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.placeholder)
+        if any(layer.has_alpha for layer in self.layers):
+            painter.fillRect(target, checkerboard())
         if self.wipe and len(self.layers) == 2:
             split = self.divider_x()
             for layer, clip in ((self.layers[0], QRectF(0, 0, split, self.height())),

@@ -9,10 +9,12 @@ event loop renders only the latest state, so nothing queues up.
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from ddir_zoom.app.bridge import RenderBridge
+from ddir_zoom.app.navigator import Navigator
 from ddir_zoom.app.pane import Layer, ZoomPane
 from ddir_zoom.engine import Engine, View
 from ddir_zoom.engine.progressive import TileUpdate
@@ -42,6 +44,7 @@ class Viewer(QWidget):
     selectionChanged = Signal()  # noqa: N815
     errorRaised = Signal(str)  # noqa: N815
     methodsChanged = Signal()  # noqa: N815
+    stepRequested = Signal(int)  # noqa: N815 - arrow keys with nothing to pan: next (+1) / previous
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -55,7 +58,7 @@ class Viewer(QWidget):
             pane.panRequested.connect(self.pan)
             pane.cursorMoved.connect(lambda p, pane=pane: self._cursor(pane, p))
             pane.regionSelected.connect(lambda r, pane=pane: self._select(pane, r))
-            pane.resized.connect(self.schedule)
+            pane.resized.connect(self._resized)
         self.mode = "single"
         self.methods = ["bicubic", "bicubic", "bicubic"]
         self.engine: Engine | None = None
@@ -64,11 +67,18 @@ class Viewer(QWidget):
         self.center = (0.0, 0.0)
         self.selection: tuple[float, float, float, float] | None = None  # (y, x, h, w)
         self.layers: dict[int, Layer] = {}
+        self.fit_mode: str | None = None  # "fit", "width" or "fill" while kept on resize
+        self.flashing = False  # every pane shows the original (bicubic) while a key is held
+        self.placeholder = "No photo open: Open (Ctrl+O), paste (Ctrl+V) or drop one here"
+        self._last_cursor: tuple[ZoomPane, QPointF] | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self.render)
+        self.navigator = Navigator(self)
+        self.navigator.centerRequested.connect(self.center_on)
         self._apply_mode()
+        self.set_placeholder(self.placeholder)
 
     # --- state -------------------------------------------------------------------------------
     def set_engine(self, engine: Engine, methods: list[str] | None = None) -> None:
@@ -85,7 +95,30 @@ class Viewer(QWidget):
             self.methods = [m if m in engine.methods else "bicubic" for m in methods]
         self.selection = None
         self.layers = {}
+        self.navigator.set_photo(engine.source.levels, engine.size)
         self.fit()
+
+    def set_placeholder(self, text: str) -> None:
+        """What the panes say while they have no photo to show (nothing open, loading)."""
+        self.placeholder = text
+        for pane in self.panes:
+            pane.placeholder = text
+            pane.update()
+
+    def center_on(self, y: float, x: float) -> None:
+        self.center = (y, x)
+        self._changed()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._place_navigator()
+
+    def _place_navigator(self) -> None:
+        pane = self.active_panes()[0]
+        corner = pane.geometry().bottomRight()
+        self.navigator.move(corner.x() - self.navigator.width() - 10,
+                            corner.y() - self.navigator.height() - 14)
+        self.navigator.raise_()
 
     def close_engine(self) -> None:
         if self.bridge is not None:
@@ -143,8 +176,39 @@ class Viewer(QWidget):
             # The new centre puts image point (y, x) back under the same screen position.
             self.center = (y - (point.y() - h / 2) / scale, x - (point.x() - w / 2) / scale)
         self.scale = scale
+        self.fit_mode = None
+        self._changed()
+
+    def _changed(self) -> None:
+        self.constrain()
         self.schedule()
         self.viewChanged.emit()
+        if self._last_cursor is not None:  # the image point under a still mouse has moved
+            self._cursor(*self._last_cursor)
+
+    def constrain(self) -> None:
+        """Keep the photo in view: on each axis, centred when it is smaller than the pane,
+        otherwise the centre limited so that the photo's edge never comes inside the pane."""
+        if self.engine is None:
+            return
+        ph, pw = self.active_panes()[0].device_size()
+
+        def axis(centre: float, size: int, view: int) -> float:
+            if size * self.scale <= view:
+                return size / 2
+            half = view / 2 / self.scale
+            return min(max(centre, half), size - half)
+
+        h, w = self.engine.size
+        self.center = (axis(self.center[0], h, ph), axis(self.center[1], w, pw))
+
+    def can_pan(self) -> tuple[bool, bool]:
+        """(vertically, horizontally): whether the photo is larger than the pane."""
+        if self.engine is None:
+            return False, False
+        ph, pw = self.active_panes()[0].device_size()
+        h, w = self.engine.size
+        return h * self.scale > ph + 0.5, w * self.scale > pw + 0.5
 
     def zoom_by(self, factor: float) -> None:
         self.zoom_to(self.scale * factor)
@@ -155,14 +219,40 @@ class Viewer(QWidget):
     def pan(self, du: float, dv: float) -> None:
         """Move the picture by (du, dv) device pixels."""
         self.center = (self.center[0] - dv / self.scale, self.center[1] - du / self.scale)
-        self.schedule()
-        self.viewChanged.emit()
+        self._changed()
 
-    def fit(self) -> None:
+    def fit(self, mode: str = "fit") -> None:
+        """The whole photo in view ("fit"), its width ("width") or the pane filled ("fill");
+        kept while the window is resized, until the user zooms."""
         if self.engine is None:
             return
-        self.center = (self.engine.size[0] / 2, self.engine.size[1] / 2)
-        self.zoom_to(self.fit_scale())
+        h, w = self.engine.size
+        ph, pw = self.active_panes()[0].device_size()
+        scale = {"fit": min(ph / h, pw / w), "width": pw / w, "fill": max(ph / h, pw / w)}[mode]
+        self.center = (h / 2, w / 2)
+        self.zoom_to(scale)
+        self.fit_mode = mode
+
+    def zoom_to_selection(self) -> None:
+        """The selected region fills the pane."""
+        if self.engine is None or self.selection is None:
+            return
+        y, x, h, w = self.selection
+        ph, pw = self.active_panes()[0].device_size()
+        self.center = (y + h / 2, x + w / 2)
+        self.zoom_to(min(ph / h, pw / w))
+
+    def _resized(self) -> None:
+        if self.fit_mode is not None:
+            self.fit(self.fit_mode)
+        else:
+            self._changed()
+
+    def set_flashing(self, on: bool) -> None:
+        """Show the original (bicubic) in every pane while a key is held."""
+        if on != self.flashing:
+            self.flashing = on
+            self.schedule()
 
     def schedule(self) -> None:
         """Render the latest state on the next pass of the event loop (coalescing)."""
@@ -179,20 +269,39 @@ class Viewer(QWidget):
             view = self.view_for(pane)
             layers = []
             for _ in range(2 if self.mode == "wipe" else 1):
-                method = self.methods[channel]
+                method = "bicubic" if self.flashing else self.methods[channel]
                 try:
                     frame = self.bridge.request(view, method, channel)
                 except KeyError:
                     method = self.methods[channel] = "bicubic"
                     frame = self.bridge.request(view, method, channel)
-                layer = Layer(channel, display_name(method))
-                layer.set_frame(frame, display_name(method))
+                label = display_name(method) + (" (original, held)" if self.flashing else "")
+                layer = Layer(channel, label)
+                layer.set_frame(frame, label)
                 self.layers[channel] = layer
                 layers.append(layer)
                 channel += 1
+            alpha = self._alpha(view)
+            for layer in layers:
+                layer.set_alpha(alpha)
             pane.selection = self._selection_on(view)
             pane.set_layers(layers, self.mode == "wipe")
+        self.navigator.set_visible_region(self.visible_region())
+        self._place_navigator()
         self._progress()
+
+    def _alpha(self, view: View):
+        """The photo's transparency over `view` as uint8 (opaque outside the photo), or None
+        for a photo without any."""
+        if self.engine is None or self.engine.photo.alpha is None:
+            return None
+        y0, x0, y1, x1 = self.engine.source.photo_rect(view)
+        out = np.full(view.size, 255, np.uint8)
+        if y1 > y0 and x1 > x0:
+            alpha = self.engine.render_alpha(view.scale, (view.origin[0] + y0,
+                                                          view.origin[1] + x0), (y1 - y0, x1 - x0))
+            out[y0:y1, x0:x1] = np.round(alpha * 255).astype(np.uint8)
+        return out
 
     def _tile(self, update: TileUpdate) -> None:
         for pane in self.active_panes():
@@ -206,6 +315,7 @@ class Viewer(QWidget):
 
     # --- cursor and selection ----------------------------------------------------------------
     def _cursor(self, pane: ZoomPane, point: QPointF) -> None:
+        self._last_cursor = None if point.x() < 0 else (pane, point)
         if point.x() < 0 or self.engine is None:
             self.cursorMoved.emit(float("nan"), float("nan"))
             return
@@ -220,9 +330,11 @@ class Viewer(QWidget):
         y0, x0 = view.screen_to_image(rect.left(), rect.top())
         y1, x1 = view.screen_to_image(rect.right(), rect.bottom())
         h, w = self.engine.size
-        y0, x0 = max(0.0, y0), max(0.0, x0)
-        y1, x1 = min(float(h), y1), min(float(w), x1)
-        self.selection = (y0, x0, y1 - y0, x1 - x0) if y1 > y0 and x1 > x0 else None
+        # Whole photo pixels: a 75 x 50 selection exports as exactly 300 x 200 at x4.
+        y0, x0 = max(0, round(y0)), max(0, round(x0))
+        y1, x1 = min(h, round(y1)), min(w, round(x1))
+        self.selection = ((float(y0), float(x0), float(y1 - y0), float(x1 - x0))
+                          if y1 > y0 and x1 > x0 else None)
         self.schedule()
         self.selectionChanged.emit()
 
@@ -251,10 +363,25 @@ class Viewer(QWidget):
         return (y0, x0, y1 - y0, x1 - x0) if y1 > y0 and x1 > x0 else None
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
+        """Arrows pan; left and right go to the previous and next photo when there is nothing
+        to pan sideways (the photo fits its width). Space held shows the original."""
         step = 0.25 * min(self.active_panes()[0].device_size())
         moves = {Qt.Key.Key_Left: (step, 0), Qt.Key.Key_Right: (-step, 0),
                  Qt.Key.Key_Up: (0, step), Qt.Key.Key_Down: (0, -step)}
-        if event.key() in moves:
-            self.pan(*moves[event.key()])
+        key = event.key()
+        if key == Qt.Key.Key_Space:
+            if not event.isAutoRepeat():
+                self.set_flashing(True)
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Right) and not self.can_pan()[1]:
+            self.stepRequested.emit(1 if key == Qt.Key.Key_Right else -1)
+        elif key in moves:
+            self.pan(*moves[key])
         else:
             super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802
+        """Space held: the original (bicubic) in every pane, for a flicker comparison."""
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self.set_flashing(False)
+        else:
+            super().keyReleaseEvent(event)

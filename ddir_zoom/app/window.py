@@ -8,12 +8,13 @@ on screen stays.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import qtawesome as qta
 import torch
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer
+from PySide6.QtCore import QSignalBlocker, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -28,7 +29,6 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -37,26 +37,39 @@ from PySide6.QtWidgets import (
     QProgressDialog,
     QSlider,
     QToolBar,
-    QVBoxLayout,
-    QWidget,
+    QToolButton,
 )
 from superqt.utils import create_worker
 
 from ddir_zoom import __version__
 from ddir_zoom.app.export_dialog import ExportDialog, ExportJob
+from ddir_zoom.app.folder import PhotoFolder
+from ddir_zoom.app.info import InfoPanel, photo_info
 from ddir_zoom.app.settings import Settings
 from ddir_zoom.app.theme import THEMES, apply_theme
 from ddir_zoom.app.viewer import MODE_NAMES, MODES, Viewer, display_name
+from ddir_zoom.app.widgets import ZoomBox
 from ddir_zoom.engine import Engine
 from ddir_zoom.engine.view import MAX_SCALE
 from ddir_zoom.imaging import ImageLoadError, Photo, load_photo
 from ddir_zoom.imaging.io import READ_FORMATS, unit_float
 from ddir_zoom.models import CheckpointError, describe, pick_device
-from ddir_zoom.resources import bundled_weights, resource
+from ddir_zoom.resources import bundled_weights, resource, resources_dir
 
 SLIDER_STEPS = 1000
 BUNDLED = {"DDIR": "ddir", "LIIF": "liif"}
 IMAGE_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.webp *.bmp);;All files (*)")
+
+
+def export_folder(folder: str) -> str:
+    """Where exports go by default: the photo's folder, unless that is inside the program (the
+    bundled sample) or cannot be written; then the user's Pictures folder, or home."""
+    path = Path(folder) if folder else None
+    if path is not None and path.is_dir() and os.access(path, os.W_OK) and \
+            resources_dir() not in (path.resolve(), *path.resolve().parents):
+        return str(path)
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    return pictures if pictures and Path(pictures).is_dir() else str(Path.home())
 
 
 def app_icon() -> QIcon:
@@ -91,20 +104,23 @@ class MainWindow(QMainWindow):
         self.loading = False
         self.export_job: ExportJob | None = None
 
+        self.photo_path: Path | None = None
+        self.folder: PhotoFolder | None = None
+        self._step = 1  # direction of travel through the folder, for the prefetch
+
         self.viewer = Viewer()
         self.viewer.methods = list(self.settings.methods)[:3] + ["bicubic"] * (
             3 - len(self.settings.methods[:3]))
-        self.banner = QLabel()
+        self.setCentralWidget(self.viewer)
+        # Over the image, not above it: an error must not push the picture down.
+        self.banner = QLabel(self.viewer)
         self.banner.setWordWrap(True)
-        self.banner.setStyleSheet("background: #8a2a2a; color: white; padding: 6px;")
+        self.banner.setStyleSheet("background: rgba(138, 42, 42, 235); color: white; "
+                                  "padding: 6px;")
         self.banner.hide()
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.banner)
-        layout.addWidget(self.viewer)
-        self.setCentralWidget(central)
+        self.info_panel = InfoPanel(self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.info_panel)
+        self.info_panel.hide()
 
         self._make_actions()
         self._make_toolbar()
@@ -116,10 +132,13 @@ class MainWindow(QMainWindow):
         self.viewer.selectionChanged.connect(self._selection_changed)
         self.viewer.errorRaised.connect(self.show_error)
         self.viewer.methodsChanged.connect(self._methods_changed)
+        self.viewer.stepRequested.connect(self.step_photo)
+        self.info_panel.visibilityChanged.connect(lambda visible: self._update_info())
         self.set_layout(self.settings.layout if self.settings.layout in MODES else "single")
         geometry = self.settings.geometry
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1280, 860)
+        self._set_photo_controls(False)
 
     # --- building the window -----------------------------------------------------------------
     def _action(self, text: str, slot, shortcut=None, icon: str | None = None,
@@ -149,7 +168,23 @@ class MainWindow(QMainWindow):
         self.clear_selection_action = a("Clear selection", lambda: self.viewer.clear_selection(),
                                         "Esc", "fa6s.rectangle-xmark")
         self.quit_action = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.fit_action = a("&Fit", self.viewer.fit, "0", "fa6s.expand")
+        self.fit_action = a("&Fit", lambda: self.viewer.fit(), "0", "fa6s.expand")
+        self.fit_width_action = a("Fit &width", lambda: self.viewer.fit("width"), "Ctrl+0")
+        self.fill_action = a("F&ill", lambda: self.viewer.fit("fill"), "Shift+0")
+        self.zoom_selection_action = a("Zoom to &selection", self.viewer.zoom_to_selection, "Z",
+                                       "fa6s.crop-simple")
+        self.full_screen_action = a("F&ull screen", self.toggle_full_screen, "F11",
+                                    "fa6s.maximize", checkable=True)
+        self.info_action = self.info_panel.toggleViewAction()
+        self.info_action.setShortcut(QKeySequence("I"))
+        self.info_action.setIcon(qta.icon("fa6s.circle-info", color_active="white"))
+        self.addAction(self.info_action)
+        self.next_action = a("&Next photo", lambda: self.step_photo(1), "PgDown",
+                             "fa6s.chevron-right")
+        self.previous_action = a("P&revious photo", lambda: self.step_photo(-1), "PgUp",
+                                 "fa6s.chevron-left")
+        self.first_action = a("First photo", lambda: self.step_photo(-10**9), "Home")
+        self.last_action = a("Last photo", lambda: self.step_photo(10**9), "End")
         self.zoom_actions = [a(f"{p}%", lambda checked=False, p=p: self.viewer.zoom_to(p / 100),
                                str(p // 100), None) for p in (100, 200, 400)]
         self.zoom_in_action = a("Zoom &in", lambda: self.viewer.zoom_by(1.25), ["+", "="],
@@ -173,7 +208,8 @@ class MainWindow(QMainWindow):
         bar.setObjectName("main-toolbar")
         bar.setMovable(False)
         self.addToolBar(bar)
-        for action in (self.open_action, self.paste_action, self.export_action):
+        for action in (self.open_action, self.previous_action, self.next_action,
+                       self.paste_action, self.export_action):
             bar.addAction(action)
         bar.addSeparator()
         for action in self.layout_actions.values():
@@ -197,17 +233,25 @@ class MainWindow(QMainWindow):
         self.slider.valueChanged.connect(self._slider_moved)
         bar.addWidget(self.slider)
         bar.addAction(self.zoom_in_action)
-        self.spin = QDoubleSpinBox()
+        self.spin = ZoomBox()
         self.spin.setRange(0.05, MAX_SCALE)
         self.spin.setDecimals(3)
         self.spin.setSingleStep(0.1)
         self.spin.setSuffix(" x")
         self.spin.setKeyboardTracking(False)
         self.spin.valueChanged.connect(lambda value: self.viewer.zoom_to(value))
+        self.spin.done.connect(self._focus_image)
+        self.spin.reverted.connect(lambda: (self._view_changed(), self._focus_image()))
         bar.addWidget(self.spin)
         bar.addAction(self.fit_action)
         for action in self.zoom_actions:
             bar.addAction(action)
+        bar.addAction(self.info_action)
+        # Qt's overflow chevron is drawn dark on dark in our dark theme.
+        chevron = bar.findChild(QToolButton, "qt_toolbar_ext_button")
+        if chevron is not None:
+            chevron.setIcon(qta.icon("fa6s.angles-right", color="#dddddd"))
+        self.toolbar = bar
         self._refresh_methods()
 
     def _make_menus(self) -> None:
@@ -225,9 +269,17 @@ class MainWindow(QMainWindow):
         menu.addAction(self.quit_action)
 
         menu = self.menuBar().addMenu("&View")
-        for action in (self.fit_action, *self.zoom_actions, self.zoom_in_action,
-                       self.zoom_out_action):
+        for action in (self.fit_action, self.fit_width_action, self.fill_action,
+                       *self.zoom_actions, self.zoom_in_action, self.zoom_out_action,
+                       self.zoom_selection_action):
             menu.addAction(action)
+        menu.addSeparator()
+        for action in (self.next_action, self.previous_action, self.first_action,
+                       self.last_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        menu.addAction(self.full_screen_action)
+        menu.addAction(self.info_action)
         menu.addSeparator()
         for action in self.layout_actions.values():
             menu.addAction(action)
@@ -282,26 +334,67 @@ class MainWindow(QMainWindow):
         return models
 
     def open_path(self, path: str | Path) -> None:
-        self._open(Path(path), Path(path).name)
+        path = Path(path)
+        prefetched = self.folder.take(path.resolve()) if self.folder is not None else None
+        self._open(prefetched or path, path.name, path)
 
-    def _open(self, source: Path | Photo, name: str) -> None:
+    def step_photo(self, step: int) -> None:
+        """Open the photo `step` places away in the folder (+1 next, -1 previous)."""
+        if self.folder is None or self.loading:
+            return
+        target = self.folder.neighbour(step)
+        if target is None:
+            self.statusBar().showMessage("No more photos in this folder "
+                                         f"({self.folder.describe()}).", 4000)
+            return
+        self._step = 1 if step > 0 else -1
+        self.open_path(target)
+
+    def _prefetch(self) -> None:
+        """Decode the photo the user will probably open next, in the background."""
+        folder = self.folder
+        target = folder.neighbour(self._step) if folder is not None else None
+        if target is None:
+            return
+
+        def keep(photo: Photo) -> None:
+            if self.folder is folder:
+                folder.keep(target, photo)
+
+        create_worker(load_photo, target, _start_thread=True,
+                      _connect={"returned": keep, "errored": lambda exc: None})
+
+    def _open(self, source: Path | Photo, name: str, path: Path | None = None) -> None:
         """Load off the GUI thread; the current photo stays until the new one is ready."""
         self.loading = True
         self.statusBar().showMessage(f"Opening {name} ...")
+        if self.engine is None:
+            self.viewer.set_placeholder(f"Opening {name} ...")
         QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
+        path = path if path is not None else (source if isinstance(source, Path) else None)
 
         def done(result: tuple[Engine, list[str]]) -> None:
             engine, warnings = result
             self._finish_loading()
+            self.photo_path = path
             self._show_engine(engine, name)
-            if isinstance(source, Path):
-                self.settings.add_recent(str(source.resolve()))
-                self.settings.last_folder = str(source.resolve().parent)
+            if path is not None:
+                self.settings.add_recent(str(path.resolve()))
+                self.settings.last_folder = str(path.resolve().parent)
+                if self.folder is None or self.folder.path.parent != path.resolve().parent:
+                    self.folder = PhotoFolder(path)
+                else:
+                    self.folder.path = path.resolve()
+                self._prefetch()
+            else:
+                self.folder = None
             if warnings:
                 self.show_error("Some models could not be loaded: " + "; ".join(warnings))
 
         def failed(exc: Exception) -> None:
             self._finish_loading()
+            if self.engine is None:
+                self.viewer.set_placeholder(self.viewer_placeholder)
             if isinstance(source, Path) and not source.exists():
                 self.settings.remove_recent(str(source))
             message = str(exc) if isinstance(exc, ImageLoadError) else \
@@ -316,6 +409,52 @@ class MainWindow(QMainWindow):
         QApplication.restoreOverrideCursor()
         self.statusBar().clearMessage()
 
+    viewer_placeholder = "No photo open: Open (Ctrl+O), paste (Ctrl+V) or drop one here"
+
+    def _set_photo_controls(self, enabled: bool) -> None:
+        """With no photo, the controls that act on one are disabled and the method boxes
+        and zoom box empty, rather than showing placeholders."""
+        for action in (self.export_view_action, self.fit_action, self.fit_width_action,
+                       self.fill_action, self.zoom_in_action, self.zoom_out_action,
+                       self.zoom_selection_action, *self.zoom_actions, self.next_action,
+                       self.previous_action, self.first_action, self.last_action):
+            action.setEnabled(enabled)
+        for widget in (self.slider, self.spin, *(box for box, _ in self.method_boxes)):
+            widget.setEnabled(enabled)
+        self.spin.setSpecialValueText("" if enabled else " ")
+        if not enabled:
+            with QSignalBlocker(self.spin):
+                self.spin.setValue(self.spin.minimum())  # shows the special text: blank
+        self._selection_changed()
+
+    def _focus_image(self) -> None:
+        self.viewer.active_panes()[0].setFocus()
+
+    def toggle_full_screen(self) -> None:
+        if self.isFullScreen():
+            self.showNormal()
+        else:
+            self.showFullScreen()
+        self.full_screen_action.setChecked(self.isFullScreen())
+
+    def _update_info(self) -> None:
+        if self.engine is None or not self.info_panel.isVisible():
+            return
+        shown = MODES[self.viewer.mode]
+        self.info_panel.show_values(photo_info(
+            self.engine, self.photo_name, self.photo_path, self.viewer.scale,
+            [display_name(m) for m in self.viewer.methods[:shown]], describe(self.engine.device)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._place_banner()
+
+    def _place_banner(self) -> None:
+        self.banner.setFixedWidth(self.viewer.width())
+        self.banner.adjustSize()
+        self.banner.move(0, 0)
+        self.banner.raise_()
+
     def _show_engine(self, engine: Engine, name: str) -> None:
         if self.engine is not None:
             self.viewer.close_engine()
@@ -328,6 +467,7 @@ class MainWindow(QMainWindow):
         h, w = engine.size
         self.setWindowTitle(f"{name} ({w} x {h}) - ddir-zoom")
         self.device_label.setText(describe(engine.device))
+        self._set_photo_controls(True)
         self._view_changed()
 
     def show_error(self, message: str) -> None:
@@ -335,6 +475,7 @@ class MainWindow(QMainWindow):
         self.error = message
         self.banner.setText(message)
         self.banner.show()
+        self._place_banner()
         self.statusBar().showMessage(message, 10000)
         # With the banner as context: the timer dies with the window.
         QTimer.singleShot(12000, self.banner, self._hide_banner_if(message))
@@ -410,6 +551,8 @@ class MainWindow(QMainWindow):
         self.viewer.zoom_to(low * (high / low) ** (value / SLIDER_STEPS))
 
     def _view_changed(self) -> None:
+        if self.engine is None:
+            return  # the zoom controls stay blank until there is a photo
         scale = self.viewer.scale
         low, high = self._scale_range()
         position = round(SLIDER_STEPS * math.log(scale / low) / math.log(high / low)) \
@@ -418,6 +561,7 @@ class MainWindow(QMainWindow):
             self.slider.setValue(max(0, min(SLIDER_STEPS, position)))
             self.spin.setValue(scale)
         self.zoom_label.setText(f"{scale * 100:.1f}%")
+        self._update_info()
 
     def _progress(self, done: int, total: int) -> None:
         if total == 0 or done >= total:
@@ -459,6 +603,7 @@ class MainWindow(QMainWindow):
         """The viewer's methods changed (a choice, a flip): the boxes and settings follow."""
         self._select_methods()
         self.settings.methods = self.viewer.methods
+        self._update_info()
 
     def _select_methods(self) -> None:
         """Show the viewer's methods in the A/B/C boxes."""
@@ -482,20 +627,28 @@ class MainWindow(QMainWindow):
 
     # --- export ------------------------------------------------------------------------------
     def _selection_changed(self) -> None:
-        self.export_action.setEnabled(self.viewer.selection is not None)
+        """Export selection and Zoom to selection act on a selection, so they are enabled only
+        while there is one (Shift+drag makes it, Esc clears it)."""
+        has = self.engine is not None and self.viewer.selection is not None
+        self.export_action.setEnabled(has)
+        self.zoom_selection_action.setEnabled(has)
+        self.clear_selection_action.setEnabled(has)
 
     def export(self, selection: bool = True) -> None:
         if self.engine is None:
             return
-        region = self.viewer.selection if selection else None
-        if region is None:
-            region = self.viewer.visible_region()
+        if selection and self.viewer.selection is None:
+            self.statusBar().showMessage("Select a region first (Shift+drag), or export the "
+                                         "view (Ctrl+Shift+E).", 6000)
+            return
+        region = self.viewer.selection if selection else self.viewer.visible_region()
         if region is None:
             self.show_error("Nothing to export: the photo is not in view.")
             return
         stem = Path(self.photo_name).stem.replace(" ", "_") or "export"
         dialog = ExportDialog(self, self.engine, region, self.viewer.scale,
-                              self.viewer.methods[0], self.settings.last_folder, stem)
+                              self.viewer.methods[0], export_folder(self.settings.last_folder),
+                              stem)
         if dialog.exec() != ExportDialog.DialogCode.Accepted:
             return
         self.start_export(dialog.settings())
@@ -529,12 +682,24 @@ class MainWindow(QMainWindow):
 
     # --- help and closing --------------------------------------------------------------------
     def _show_controls(self) -> None:
-        QMessageBox.information(self, "Controls", (
-            "Wheel or pinch: zoom around the pointer\nDrag: pan    Arrows: pan\n"
-            "+ / -: zoom    0: fit    1 / 2 / 4: 100% / 200% / 400%\n"
-            "Shift+drag: select a region to export    Esc: clear it\n"
-            "Ctrl+1 / 2 / 3: one, two or three methods side by side    W: A/B wipe\n"
-            "F: swap A and B    Ctrl+E: export selection    Ctrl+Shift+E: export view"))
+        rows = [("Wheel, pinch", "zoom around the pointer"), ("Drag, arrow keys", "pan"),
+                ("+  -", "zoom in, out"), ("0", "fit the photo"), ("Ctrl+0", "fit its width"),
+                ("Shift+0", "fill the window"), ("1  2  4", "100%, 200%, 400%"),
+                ("Z", "zoom to the selection"), ("Shift+drag", "select a region"),
+                ("Esc", "clear the selection"), ("Space (hold)", "show the original (bicubic)"),
+                ("Ctrl+1  Ctrl+2  Ctrl+3", "one, two or three methods side by side"),
+                ("W", "A/B wipe"), ("F", "swap A and B"),
+                ("PgDown  PgUp, or \u2192 \u2190 at fit", "next, previous photo of the folder"),
+                ("Home  End", "first, last photo"), ("Ctrl+E", "export the selection"),
+                ("Ctrl+Shift+E", "export the view"), ("I", "photo info"),
+                ("F11", "full screen")]
+        table = "".join(f"<tr><td><b>{k}</b></td><td style='padding-left:14px'>{v}</td></tr>"
+                        for k, v in rows)
+        box = QMessageBox(self)
+        box.setWindowTitle("Controls")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(f"<table cellspacing='3'>{table}</table>")
+        box.exec()
 
     def _about(self) -> None:
         QMessageBox.about(self, "About ddir-zoom", (
@@ -544,6 +709,7 @@ class MainWindow(QMainWindow):
             + ", ".join(sorted(set(READ_FORMATS.values())))))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.folder = None  # a prefetch finishing now keeps nothing
         if self.export_job is not None:
             self.export_job.cancel()
             self.export_job.wait(10)
