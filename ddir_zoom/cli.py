@@ -14,6 +14,7 @@ import contextlib
 import math
 import signal
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -32,8 +33,12 @@ def _viewer_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddir-zoom",
         description="A photo viewer whose zoom renders every visible pixel at the exact scale "
-                    "with DDIR (real-world arbitrary-scale super-resolution). "
-                    "Upscale from the command line with: ddir-zoom upscale --help")
+                    "with DDIR (real-world arbitrary-scale super-resolution).",
+        epilog="Commands:\n"
+               "  ddir-zoom [IMAGE]          open the viewer\n"
+               "  ddir-zoom upscale IN ...   upscale photos from the command line; see\n"
+               "                             ddir-zoom upscale --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", nargs="?", help="photo to open (default: the bundled sample)")
     parser.add_argument("--version", action="version", version=f"ddir-zoom {__version__}")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
@@ -84,9 +89,10 @@ def _scale(text: str) -> float:
 def upscale_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddir-zoom upscale",
-        description="Upscale photos with DDIR, LIIF or bicubic interpolation, at any scale or "
-                    "to an exact size. Every file is processed even if some fail; the exit "
-                    "status is 1 when any failed.",
+        description=textwrap.fill(
+            "Upscale photos with DDIR, LIIF or bicubic interpolation, at any scale or to an "
+            "exact size. Every file is processed even if some fail; the exit status is 1 when "
+            "any failed.", 78),
         epilog="Examples:\n"
                "  ddir-zoom upscale photo.jpg --scale 2.7 -o photo_x2.7.png\n"
                "  ddir-zoom upscale *.jpg --scale 2 --method liif -o upscaled/\n"

@@ -378,3 +378,14 @@ def test_viewer_signals_cancel_the_export_and_leave_nothing(tmp_path, signum):
     _, err = process.communicate(timeout=60)
     assert "Traceback" not in err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_help_mentions_upscale_and_fits_a_terminal(capsys):
+    for args in (["--help"], ["upscale", "--help"]):
+        with pytest.raises(SystemExit):
+            cli(args)
+        out = capsys.readouterr().out
+        assert max(len(line) for line in out.splitlines()) <= 80, out
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    assert "ddir-zoom upscale" in capsys.readouterr().out
