@@ -32,8 +32,9 @@ FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "t
 def _viewer_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddir-zoom",
-        description="A photo viewer whose zoom renders every visible pixel at the exact scale "
-                    "with DDIR (real-world arbitrary-scale super-resolution).",
+        description=textwrap.fill(
+            "A photo viewer whose zoom renders every visible pixel at the exact scale with DDIR "
+            "(real-world arbitrary-scale super-resolution).", 78),
         epilog="Commands:\n"
                "  ddir-zoom [IMAGE]          open the viewer\n"
                "  ddir-zoom upscale IN ...   upscale photos from the command line; see\n"
