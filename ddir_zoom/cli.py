@@ -26,7 +26,7 @@ MAX_OUTPUT_PIXELS = 500_000_000
 """Outputs larger than this (500 MP, 1.5 GB as 8-bit RGB; hours of DDIR on a CPU) need --force:
 a typo in --size or --scale must not start a job of a day."""
 FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "tif": ".tif", "tiff": ".tif",
-                 "webp": ".webp"}
+                 "webp": ".webp", "heic": ".heic", "avif": ".avif"}
 
 
 def _viewer_parser() -> argparse.ArgumentParser:
@@ -100,7 +100,7 @@ def upscale_parser() -> argparse.ArgumentParser:
                "  ddir-zoom upscale photo.jpg --size 3840x2160 --crop 100,50,1280,720 -o out.tif",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="IN", help="photos to upscale (JPEG, PNG, "
-                        "TIFF, WebP, BMP)")
+                        "TIFF, WebP, BMP, HEIC, AVIF, camera RAW)")
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--scale", type=_scale, metavar="S",
                       help="scale factor, any value from 0.05 to 32 (e.g. 2.5)")
@@ -126,7 +126,7 @@ def upscale_parser() -> argparse.ArgumentParser:
                         help="file format of outputs in a folder (default png); for a file "
                              "output the suffix decides")
     parser.add_argument("--quality", type=int, default=95, metavar="Q",
-                        help="JPEG and WebP quality, 1-100 (default 95)")
+                        help="JPEG, WebP, HEIC and AVIF quality, 1-100 (default 95)")
     parser.add_argument("--no-metadata", action="store_true",
                         help="do not copy EXIF and the colour profile to the outputs")
     parser.add_argument("--force", action="store_true",
@@ -202,9 +202,9 @@ def upscale_main(argv: list[str]) -> int:
                   f"({exc.strerror or exc})", file=sys.stderr)
             return 2
     elif output.suffix.lower() not in FORMAT_SUFFIX.values() and output.suffix.lower() not in (
-            ".jpeg", ".tiff"):
+            ".jpeg", ".tiff", ".heif"):
         print(f"ddir-zoom upscale: {output}: unknown file type '{output.suffix}' "
-              "(use .png, .jpg, .tif or .webp, or give a folder)", file=sys.stderr)
+              "(use .png, .jpg, .tif, .webp, .heic or .avif, or give a folder)", file=sys.stderr)
         return 2
 
     failures = 0

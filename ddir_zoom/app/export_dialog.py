@@ -34,9 +34,11 @@ from ddir_zoom.engine.methods import Cancelled
 from ddir_zoom.engine.view import MAX_SCALE, MIN_SCALE
 from ddir_zoom.imaging.io import ImageSaveError
 
-FORMATS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WebP": ".webp"}
+FORMATS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WebP": ".webp", "HEIC": ".heic",
+           "AVIF": ".avif"}
 SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-            ".webp": "WebP"}
+            ".webp": "WebP", ".heic": "HEIC", ".heif": "HEIC", ".avif": "AVIF"}
+LOSSY = {"JPEG", "WebP", "HEIC", "AVIF"}
 
 
 @dataclass
@@ -117,8 +119,8 @@ class ExportDialog(QDialog):
         self.quality = QSpinBox()
         self.quality.setRange(1, 100)
         self.quality.setValue(95)
-        self.quality.setToolTip("JPEG and WebP only: PNG and TIFF are lossless")
-        form.addRow("JPEG / WebP quality", self.quality)
+        self.quality.setToolTip("JPEG, WebP, HEIC and AVIF: PNG and TIFF are lossless")
+        form.addRow("Quality", self.quality)
         self.metadata = QCheckBox("Keep EXIF and colour profile")
         self.metadata.setChecked(True)
         form.addRow(self.metadata)
@@ -197,11 +199,12 @@ class ExportDialog(QDialog):
     def _problem(self) -> str | None:
         s = self.settings()
         _, _, shape = export_geometry(s.rect, s.scale, s.size)
-        fmt = SUFFIXES.get(s.path.suffix.lower(), "").upper() or None
+        fmt = {"HEIC": "HEIF"}.get(SUFFIXES.get(s.path.suffix.lower(), ""),
+                                   SUFFIXES.get(s.path.suffix.lower(), "").upper()) or None
         self.result_size.setText(f"{shape[1]} x {shape[0]} pixels "
                                  f"({shape[0] * shape[1] / 1e6:.1f} MP)")
         if fmt is None:
-            return "The file name must end in .png, .jpg, .tif or .webp."
+            return "The file name must end in .png, .jpg, .tif, .webp, .heic or .avif."
         if max(shape) > MAX_SIDE[fmt]:
             return f"{fmt} images can be at most {MAX_SIDE[fmt]} pixels on a side."
         if not s.path.parent.is_dir():
@@ -224,7 +227,7 @@ class ExportDialog(QDialog):
 
     def _update(self) -> None:
         self._retag()
-        self.quality.setEnabled(self.format.currentText() in ("JPEG", "WebP"))
+        self.quality.setEnabled(self.format.currentText() in LOSSY)
         problem = self._problem()
         self.error.setText(problem or "")
         self.ok_button.setEnabled(problem is None)

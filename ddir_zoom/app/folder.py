@@ -13,8 +13,11 @@ import re
 from pathlib import Path
 
 from ddir_zoom.imaging import Photo
+from ddir_zoom.imaging.raw import RAW_SUFFIXES
 
-SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif",
+                  ".avif"}
+SUFFIXES = PHOTO_SUFFIXES | RAW_SUFFIXES
 
 
 def natural_key(path: Path) -> list:

@@ -81,8 +81,12 @@ class Viewer(QWidget):
         self.set_placeholder(self.placeholder)
 
     # --- state -------------------------------------------------------------------------------
-    def set_engine(self, engine: Engine, methods: list[str] | None = None) -> None:
-        """Show a newly opened photo, fitted."""
+    def set_engine(self, engine: Engine, methods: list[str] | None = None,
+                   keep_view: bool = False) -> None:
+        """Show a newly opened photo, fitted; with keep_view, the same part of the picture at
+        the same size on screen as the photo before (which showed the same scene)."""
+        before = (self.engine.size, self.scale, self.center, self.fit_mode) \
+            if keep_view and self.engine is not None else None
         if self.bridge is not None:
             self.bridge.close()
             self.bridge.deleteLater()
@@ -96,7 +100,17 @@ class Viewer(QWidget):
         self.selection = None
         self.layers = {}
         self.navigator.set_photo(engine.source.levels, engine.size)
-        self.fit()
+        if before is None:
+            self.fit()
+            return
+        (_, old_w), scale, (cy, cx), fit_mode = before
+        k = engine.size[1] / old_w  # new photo pixels per old one
+        self.center = (cy * k, cx * k)
+        self.scale = min(MAX_SCALE, max(MIN_SCALE, scale / k))
+        if fit_mode is not None:
+            self.fit(fit_mode)
+        else:
+            self._changed()
 
     def set_placeholder(self, text: str) -> None:
         """What the panes say while they have no photo to show (nothing open, loading)."""

@@ -43,7 +43,7 @@ from superqt.utils import create_worker
 
 from ddir_zoom import __version__
 from ddir_zoom.app.export_dialog import ExportDialog, ExportJob
-from ddir_zoom.app.folder import PhotoFolder
+from ddir_zoom.app.folder import PHOTO_SUFFIXES, PhotoFolder
 from ddir_zoom.app.info import InfoPanel, photo_info
 from ddir_zoom.app.settings import Settings
 from ddir_zoom.app.theme import THEMES, apply_theme
@@ -53,12 +53,15 @@ from ddir_zoom.engine import Engine
 from ddir_zoom.engine.view import MAX_SCALE
 from ddir_zoom.imaging import ImageLoadError, Photo, load_photo
 from ddir_zoom.imaging.io import READ_FORMATS, unit_float
+from ddir_zoom.imaging.raw import RAW_SUFFIXES, is_raw, raw_preview
 from ddir_zoom.models import CheckpointError, describe, pick_device
 from ddir_zoom.resources import bundled_weights, resource, resources_dir
 
 SLIDER_STEPS = 1000
 BUNDLED = {"DDIR": "ddir", "LIIF": "liif"}
-IMAGE_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.webp *.bmp);;All files (*)")
+IMAGE_FILTER = ("Photos (" + " ".join(f"*{s}" for s in sorted(PHOTO_SUFFIXES | RAW_SUFFIXES))
+                + ");;Camera RAW (" + " ".join(f"*{s}" for s in sorted(RAW_SUFFIXES))
+                + ");;All files (*)")
 
 
 def export_folder(folder: str) -> str:
@@ -373,11 +376,17 @@ class MainWindow(QMainWindow):
         QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
         path = path if path is not None else (source if isinstance(source, Path) else None)
 
+        token = self._load_token = object()
+        if path is not None and isinstance(source, Path) and is_raw(path):
+            self._show_raw_preview(path, name, token)
+
         def done(result: tuple[Engine, list[str]]) -> None:
             engine, warnings = result
+            if token is not self._load_token:
+                return  # a newer photo was asked for meanwhile
             self._finish_loading()
             self.photo_path = path
-            self._show_engine(engine, name)
+            self._show_engine(engine, name, keep_view=self.showing_preview)
             if path is not None:
                 self.settings.add_recent(str(path.resolve()))
                 self.settings.last_folder = str(path.resolve().parent)
@@ -392,6 +401,8 @@ class MainWindow(QMainWindow):
                 self.show_error("Some models could not be loaded: " + "; ".join(warnings))
 
         def failed(exc: Exception) -> None:
+            if token is not self._load_token:
+                return
             self._finish_loading()
             if self.engine is None:
                 self.viewer.set_placeholder(self.viewer_placeholder)
@@ -410,6 +421,27 @@ class MainWindow(QMainWindow):
         self.statusBar().clearMessage()
 
     viewer_placeholder = "No photo open: Open (Ctrl+O), paste (Ctrl+V) or drop one here"
+    showing_preview = False  # the embedded preview of a RAW being developed is on screen
+    _load_token: object | None = None
+
+    def _show_raw_preview(self, path: Path, name: str, token: object) -> None:
+        """Show a RAW file's embedded JPEG at once, while `_open` develops the file."""
+        def make() -> tuple[Engine, list[str]] | None:
+            pixels = raw_preview(path)
+            if pixels is None:
+                return None
+            photo = Photo(rgb=unit_float(pixels), rgb8=pixels, format="RAW preview")
+            return load_engine(photo, self.settings.device, self._models())
+
+        def shown(result) -> None:
+            if result is None or token is not self._load_token or not self.loading:
+                return  # no preview, or the developed image (or another photo) came first
+            self._show_engine(result[0], f"{name} (embedded preview; developing the RAW)")
+            self.showing_preview = True
+            self.statusBar().showMessage(f"Developing {name} ...")
+
+        create_worker(make, _start_thread=True,
+                      _connect={"returned": shown, "errored": lambda exc: None})
 
     def _set_photo_controls(self, enabled: bool) -> None:
         """With no photo, the controls that act on one are disabled and the method boxes
@@ -455,14 +487,17 @@ class MainWindow(QMainWindow):
         self.banner.move(0, 0)
         self.banner.raise_()
 
-    def _show_engine(self, engine: Engine, name: str) -> None:
+    def _show_engine(self, engine: Engine, name: str, keep_view: bool = False) -> None:
+        """Show an opened photo: fitted, or (keep_view) at the same place and relative zoom as
+        the photo before it (a RAW's developed image replacing its preview)."""
         if self.engine is not None:
             self.viewer.close_engine()
         self.engine = engine
         self.photo_name = name
+        self.showing_preview = False
         self.error = None
         self.banner.hide()
-        self.viewer.set_engine(engine, self.viewer.methods)
+        self.viewer.set_engine(engine, self.viewer.methods, keep_view=keep_view)
         self._refresh_methods()
         h, w = engine.size
         self.setWindowTitle(f"{name} ({w} x {h}) - ddir-zoom")

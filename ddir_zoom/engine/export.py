@@ -44,7 +44,8 @@ from ddir_zoom.imaging.io import (
 )
 from ddir_zoom.imaging.png_stream import PngStreamWriter
 
-MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
+MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "PNG": 2**31 - 1, "TIFF": 2**31 - 1,
+            "HEIF": 16384, "AVIF": 16384}
 
 
 def export_geometry(
@@ -215,6 +216,8 @@ def export_region(
         pixels.flush()
         mode = "RGBA" if alpha else "RGBX"
         image = Image.frombuffer(mode, (shape[1], shape[0]), pixels, "raw", mode, 0, 1)
+        if fmt in ("HEIF", "AVIF") and not alpha:
+            image = image.convert("RGB")  # their encoders take no padding byte (a copy)
         with atomic_output(path, overwrite=overwrite, verify=verify) as handle:
             image.save(handle, format=fmt, **save_options(fmt, exif, icc, quality))
         del image, pixels

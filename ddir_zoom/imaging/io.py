@@ -23,18 +23,28 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
+from ddir_zoom.imaging.raw import RawError, develop, is_raw, raw_exif, raw_size
+
 # We check the pixel count from the header ourselves (`max_pixels`), before anything is decoded,
 # so Pillow's process-wide bomb limit would only get in the way of a user who raises ours.
 Image.MAX_IMAGE_PIXELS = None
+
+try:  # HEIC / HEIF from phones: pillow-heif, a Pillow plugin over libheif
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - a plain dependency; its absence is reported per file
+    pillow_heif = None
 
 DEFAULT_MAX_PIXELS = 150_000_000
 """Largest image `load_photo` accepts by default: 150 MP, 1.8 GB as float32 RGB."""
 
 READ_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WebP",
-                "BMP": "BMP"}
+                "BMP": "BMP", "HEIF": "HEIF", "AVIF": "AVIF"}
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-                 ".webp": "WEBP"}
-ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+                 ".webp": "WEBP", ".heic": "HEIF", ".heif": "HEIF", ".avif": "AVIF"}
+ALPHA_FORMATS = {"PNG", "TIFF", "WEBP", "HEIF", "AVIF"}
+LOSSY_FORMATS = {"JPEG", "WEBP", "HEIF", "AVIF"}
 _EXIF_ORIENTATION = 0x0112
 # Errors Pillow's decoders raise on damaged data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
@@ -127,6 +137,8 @@ def _load(path: Path, max_pixels: int) -> Photo:
         raise ImageLoadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageLoadError(f"{path}: is a folder, not an image file")
+    if is_raw(path):
+        return _load_raw(path, max_pixels)
     try:
         image = Image.open(path)
     except UnidentifiedImageError:
@@ -157,6 +169,22 @@ def _load(path: Path, max_pixels: int) -> Photo:
             raise ImageLoadError(f"{path}: not enough memory to decode the image") from None
         except _DECODE_ERRORS as exc:
             raise ImageLoadError(f"{path}: the file is truncated or corrupt ({exc})") from None
+
+
+def _load_raw(path: Path, max_pixels: int) -> Photo:
+    """A camera RAW file, developed (`imaging.raw`)."""
+    try:
+        height, width = raw_size(path)
+        if height * width > max_pixels:
+            raise ImageLoadError(
+                f"{path}: the image is too large ({width}x{height} = {width * height / 1e6:.1f} "
+                f"megapixels; the limit is {max_pixels / 1e6:.1f} megapixels)")
+        rgb = develop(path)
+    except RawError as exc:
+        raise ImageLoadError(f"{path}: {exc}") from None
+    except MemoryError:
+        raise ImageLoadError(f"{path}: not enough memory to develop the RAW file") from None
+    return Photo(rgb=rgb, exif=raw_exif(path), bit_depth=16, format="RAW")
 
 
 def check_png_chunks(path: Path, block: int = 1 << 20) -> None:
@@ -190,6 +218,8 @@ def check_png_chunks(path: Path, block: int = 1 << 20) -> None:
 
 _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP",
                b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
 
 
 def _why_unidentified(path: Path) -> str:
@@ -202,6 +232,15 @@ def _why_unidentified(path: Path) -> str:
         return f"cannot be read ({exc.strerror})"
     if not head:
         return "the file is empty"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _AVIF_BRANDS:
+            return ("looks like an AVIF file, but it is damaged or this Pillow cannot read AVIF "
+                    "(Pillow 11.3 or later reads it)")
+        if brand in _HEIF_BRANDS:
+            if pillow_heif is None:
+                return "HEIC/HEIF photos need the pillow-heif package (pip install pillow-heif)"
+            return "looks like a HEIC/HEIF file, but it is damaged or uses an unsupported codec"
     for signature, fmt in _SIGNATURES.items():
         if head.startswith(signature) and (fmt != "WebP" or head[8:12] == b"WEBP"):
             size = None
@@ -228,6 +267,8 @@ def _decode(image: Image.Image) -> Photo:
     if image.mode == "CMYK":
         rgb, icc = _cmyk_to_srgb(image, icc)
         alpha, bit_depth = None, 8
+    elif image.format == "HEIF" and image.info.get("bit_depth", 8) > 8:
+        rgb, alpha, bit_depth = _heif_high_depth(image)
     else:
         rgb, alpha, bit_depth = _pixels(image, tiles)
     rgb8 = None
@@ -247,6 +288,18 @@ def _decode(image: Image.Image) -> Photo:
                  np.ascontiguousarray(rgb, dtype=np.float32),
                  alpha=None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32),
                  exif=exif_bytes, icc_profile=icc, bit_depth=bit_depth, format=fmt, rgb8=rgb8)
+
+
+def _heif_high_depth(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """A 10- or 12-bit HEIF in float, all its bits kept: Pillow's view of it is 8-bit, so the
+    file is decoded again by pillow-heif at its own depth (which, like Pillow's, applies the
+    file's rotation and mirroring)."""
+    depth = int(image.info["bit_depth"])
+    heif = pillow_heif.open_heif(image.filename, convert_hdr_to_8bit=False)
+    data = np.asarray(heif)  # uint16, the samples in the high bits
+    values = (data >> (16 - depth)).astype(np.float32) / float(2**depth - 1)
+    alpha = values[..., 3] if values.shape[-1] == 4 else None
+    return values[..., :3], alpha, 16
 
 
 def unit_float(pixels: np.ndarray) -> np.ndarray:
@@ -453,7 +506,7 @@ def save_options(fmt: str, exif: bytes | None, icc_profile: bytes | None, qualit
         options["exif"] = exif
     if icc_profile:
         options["icc_profile"] = icc_profile
-    if fmt in ("JPEG", "WEBP"):
+    if fmt in LOSSY_FORMATS:
         options["quality"] = int(quality)
     if fmt == "TIFF":
         options["compression"] = "tiff_deflate"
