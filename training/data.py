@@ -18,6 +18,7 @@ Sources:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -301,6 +302,42 @@ class SyntheticSource:
         coords, rgb = hr_pixels_in_patch(hr, (scale, scale), (margin, margin), patch)
         return Sample(lr[margin:margin + patch, margin:margin + patch], coords, rgb,
                       (scale, scale))
+
+
+class PregeneratedSource:
+    """Pairs degraded ahead of training (`training.pregenerate`): patches are cropped from
+    stored LR images and their HR photos, at each pair's exact scale."""
+
+    name = "pregenerated"
+
+    def __init__(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        index_file = folder / "index.json"
+        if not index_file.is_file():
+            raise FileNotFoundError(f"{index_file}: no such file (make it with "
+                                    "python -m training.pregenerate)")
+        self.pairs = []
+        photos: dict[str, np.ndarray] = {}
+        for entry in json.loads(index_file.read_text()):
+            if entry["hr"] not in photos:
+                photos[entry["hr"]] = _as_uint8(Path(entry["hr"]))
+            self.pairs.append((_as_uint8(folder / entry["lr"]), photos[entry["hr"]],
+                               float(entry["scale"])))
+        if not self.pairs:
+            raise ValueError(f"{index_file}: no pairs")
+
+    def sample(self, rng: np.random.Generator, patch: int, margin: int = 4) -> Sample:
+        for _ in range(100):
+            lr, hr, scale = self.pairs[rng.integers(len(self.pairs))]
+            if min(lr.shape[:2]) >= patch + 2 * margin:
+                break
+        else:
+            raise ValueError(f"no pregenerated pair is large enough for a {patch}-pixel patch")
+        # A margin keeps patches away from the borders, where the blur saw the padding.
+        y0 = int(rng.integers(margin, lr.shape[0] - patch - margin + 1))
+        x0 = int(rng.integers(margin, lr.shape[1] - patch - margin + 1))
+        coords, rgb = hr_pixels_in_patch(hr, (scale, scale), (y0, x0), patch)
+        return Sample(_float(lr[y0:y0 + patch, x0:x0 + patch]), coords, rgb, (scale, scale))
 
 
 def augment(sample: Sample, rng: np.random.Generator) -> Sample:

@@ -23,6 +23,7 @@ weights as best.safetensors (a model file the app and evaluate.py load), and log
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -36,20 +37,24 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ddir_zoom.models import make_model, pick_device, preset_config, save_checkpoint
+from ddir_zoom.models import make_model, preset_config, save_checkpoint
 from ddir_zoom.models.base import ImplicitSR
 from training.data import (
     CITY100_EFFECTIVE_SCALE,
     CITY100_VALIDATION,
     City100Source,
     Mixture,
+    PregeneratedSource,
     RealArbiSRSource,
     ScaleSampler,
     SyntheticSource,
 )
+from training.distributed import Ranks, any_rank, barrier, from_main, setup, teardown
 from training.evaluate import city100_pairs, model_method, score, synthetic_pairs
+from training.loader import BatchStream, batch_loader
 from training.pretrained import init_from, load_init
 
 
@@ -74,6 +79,8 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    help="effective scale between City100's L and H shots")
     g.add_argument("--photos", action="append", default=[], metavar="DIR",
                    help="folder of HR photos for the synthetic degradation (recursive)")
+    g.add_argument("--pregenerated", action="append", default=[], metavar="DIR",
+                   help="pairs degraded ahead of training (python -m training.pregenerate)")
     g.add_argument("--mix", default="",
                    help="source weights, e.g. city100=1,synthetic=1 (default: equal)")
     g.add_argument("--min-scale", type=float, default=1.5)
@@ -109,6 +116,11 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
     g.add_argument("--resume", metavar="FILE", help="continue from a run's last.pt")
     g.add_argument("--device", default="auto")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes making batches (0: in the training "
+                   "process, as a single process always did)")
+    g.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast on CUDA (ignored elsewhere: slower on CPUs)")
     return p.parse_args(argv)
 
 
@@ -124,6 +136,8 @@ def build_sources(args: argparse.Namespace) -> Mixture:
                                      scale_range=scale_range))
     if args.photos:
         sources.append(SyntheticSource(args.photos, scale_range=scale_range))
+    for folder in getattr(args, "pregenerated", []):
+        sources.append(PregeneratedSource(folder))
     weights = {}
     for item in filter(None, args.mix.split(",")):
         name, _, value = item.partition("=")
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         # Keep the run's own settings; only stopping, schedule and device knobs may change.
         given = vars(parse_args(argv, only_given=True))
         for key in ("iterations", "lr_step", "patience", "max_hours", "device", "threads",
-                    "val_every"):
+                    "val_every", "workers"):
             if key in given:
                 saved[key] = given[key]
         args = argparse.Namespace(**saved)
@@ -182,43 +196,82 @@ def main(argv: list[str] | None = None) -> int:
     if args.lr_step is None:
         # Fixed now, so that a resume with another --iterations keeps the schedule.
         args.lr_step = max(1, args.iterations // 5)
+    for key, default in (("workers", 0), ("bf16", False), ("pregenerated", [])):
+        if not hasattr(args, key):  # a run saved before these options existed
+            setattr(args, key, default)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    ranks, device = setup(args.device)
+    try:
+        return _train(args, state, command, ranks, device)
+    finally:
+        teardown(ranks)
+
+
+def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ranks,
+           device: torch.device) -> int:
+    if args.batch % ranks.world:
+        raise SystemExit(f"--batch {args.batch} (the global batch) must be a multiple of the "
+                         f"{ranks.world} processes")
+    per_rank = args.batch // ranks.world
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    say = print if ranks.main else (lambda *a, **k: None)
 
     config = json.loads(args.config) if args.config else preset_config(args.model, args.preset)
     torch.manual_seed(args.seed)
     model = make_model(config)
     if args.init and state is None:
         init_from(model, load_init(args.init))
-        print(f"initialised from {args.init}", flush=True)
-    model = model.to(device)
-    model.use_channels_last()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        say(f"initialised from {args.init}", flush=True)
     rng = np.random.default_rng(args.seed)
     step, best, stale, elapsed = 0, -math.inf, 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, best, stale, elapsed = state["step"], state["best"], state["stale"], state["elapsed"]
+    model = model.to(device)
+    model.use_channels_last()
+    # Every rank starts from rank 0's weights (they are equal already; this makes it certain).
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                  else None) if ranks.distributed else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    bf16 = args.bf16 and device.type == "cuda"
+    if args.bf16 and not bf16:
+        say("--bf16 is for CUDA; training in float32 here", flush=True)
 
-    print(f"{model.name} {config} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
-          f"parameters | {device} | {torch.get_num_threads()} threads", flush=True)
+    say(f"{model.name} {config} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+        f"parameters | {device} | {torch.get_num_threads()} threads | global batch "
+        f"{args.batch} = {ranks.world} process(es) x {per_rank} | {args.workers} loader "
+        f"worker(s){' | bf16' if bf16 else ''}", flush=True)
     data = build_sources(args)
-    print("sources: " + ", ".join(f"{s.name} ({w:.2f})" for s, w in
-                                  zip(data.sources, data.weights, strict=True)), flush=True)
+    say("sources: " + ", ".join(f"{s.name} ({w:.2f})" for s, w in
+                                zip(data.sources, data.weights, strict=True)), flush=True)
     val_sets = []
-    val_city = args.val_city100 or args.city100
-    if val_city:
-        val_sets.append((f"city100_x{args.city100_scale:g}",
-                         city100_pairs(val_city, CITY100_VALIDATION, args.city100_scale)))
-    for folder in args.val_synthetic:
-        for s in (float(v) for v in args.val_scales.split(",")):
-            val_sets.append((f"{Path(folder).name}_x{s:g}", synthetic_pairs(folder, s)))
+    if ranks.main:
+        val_city = args.val_city100 or args.city100
+        if val_city:
+            val_sets.append((f"city100_x{args.city100_scale:g}",
+                             city100_pairs(val_city, CITY100_VALIDATION, args.city100_scale)))
+        for folder in args.val_synthetic:
+            for s in (float(v) for v in args.val_scales.split(",")):
+                val_sets.append((f"{Path(folder).name}_x{s:g}", synthetic_pairs(folder, s)))
+
+    deformation = model.name == "ddir"
+    in_process = args.workers == 0 and not ranks.distributed
+    if not in_process:
+        stream = BatchStream(data, per_rank, args.patch, args.queries, deformation, args.seed,
+                             ranks.rank, step)
+        batches = batch_loader(stream, args.workers, pin_memory=device.type == "cuda")
+
+    def next_batch() -> dict[str, torch.Tensor]:
+        if in_process:
+            return data.batch(rng, args.batch, args.patch, args.queries, deformation)
+        return next(batches)
 
     def save_state() -> None:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -227,14 +280,14 @@ def main(argv: list[str] | None = None) -> int:
                     "args": vars(args), "out": str(out)}, out / "last.pt.part")
         os.replace(out / "last.pt.part", out / "last.pt")
 
-    # Ctrl+C or SIGTERM: finish the step, save everything, exit; --resume continues.
+    # Ctrl+C or SIGTERM on any rank: every rank finishes the step, rank 0 saves, all exit;
+    # --resume continues (with any number of processes).
     interrupted: list[int] = []
     previous = {s: signal.signal(s, lambda signum, frame: interrupted.append(signum))
                 for s in (signal.SIGINT, signal.SIGTERM)}
-    log = open(out / "log.jsonl", "a")  # noqa: SIM115 - open for the whole run
+    log = open(out / "log.jsonl", "a") if ranks.main else None  # noqa: SIM115 - whole run
     model.train()
-    deformation = model.name == "ddir"
-    bar = tqdm(total=args.iterations, initial=step, dynamic_ncols=True,
+    bar = tqdm(total=args.iterations, initial=step, dynamic_ncols=True, disable=not ranks.main,
                mininterval=1.0 if sys.stderr.isatty() else 60.0)
     window: list[float] = []
     started = time.perf_counter() - elapsed
@@ -242,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.iterations:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(args, step)
-        batch = data.batch(rng, args.batch, args.patch, args.queries, deformation)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        loss, parts = loss_fn(model, batch)
+        batch = {k: v.to(device, non_blocking=True) for k, v in next_batch().items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            loss, parts = loss_fn(net, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -256,47 +309,58 @@ def main(argv: list[str] | None = None) -> int:
                             lr=f"{optimizer.param_groups[0]['lr']:.1e}")
         elapsed = time.perf_counter() - started
         if step % args.val_every == 0 or step == args.iterations:
-            scores = validate(model, val_sets) if val_sets else {}
-            mean = float(np.mean(list(scores.values()))) if scores else -float(np.mean(window))
-            improved = mean > best
-            record = {"step": step, "loss": float(np.mean(window)), **parts,
-                      "lr": optimizer.param_groups[0]["lr"], "val_psnr": scores,
-                      "elapsed_s": round(elapsed, 1), "improved": improved}
+            give_up = 0.0
+            if ranks.main:
+                scores = validate(model, val_sets) if val_sets else {}
+                mean = float(np.mean(list(scores.values()))) if scores else \
+                    -float(np.mean(window))
+                improved = mean > best
+                record = {"step": step, "loss": float(np.mean(window)), **parts,
+                          "lr": optimizer.param_groups[0]["lr"], "val_psnr": scores,
+                          "elapsed_s": round(elapsed, 1), "improved": improved,
+                          "processes": ranks.world}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                tqdm.write(json.dumps(record))
+                if improved:
+                    best, stale = mean, 0
+                    top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
+                    info = {"data": [s.name for s in data.sources], "command": command,
+                            "train_scales": [args.min_scale, top],
+                            "iterations": step, "wall_time_s": round(elapsed),
+                            "validation_psnr_y": scores, "seed": args.seed,
+                            "machine": f"{platform.machine()} {device}, "
+                                       f"{torch.get_num_threads()} threads, "
+                                       f"{ranks.world} process(es)"}
+                    save_checkpoint(model, out / "best.safetensors", info)
+                else:
+                    stale += 1
+                save_state()
+                give_up = float(bool(args.patience and stale >= args.patience))
             window = []
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            tqdm.write(json.dumps(record))
-            if improved:
-                best, stale = mean, 0
-                top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
-                info = {"data": [s.name for s in data.sources], "command": command,
-                        "train_scales": [args.min_scale, top],
-                        "iterations": step, "wall_time_s": round(elapsed),
-                        "validation_psnr_y": scores, "seed": args.seed,
-                        "machine": f"{platform.machine()} {device}, "
-                                   f"{torch.get_num_threads()} threads"}
-                save_checkpoint(model, out / "best.safetensors", info)
-            else:
-                stale += 1
-            save_state()
-            if args.patience and stale >= args.patience:
-                stop_reason = f"no improvement in {stale} validations"
+            if from_main(ranks, give_up, device):
+                stop_reason = f"no improvement in {args.patience} validations"
                 break
-        if args.max_hours and elapsed > args.max_hours * 3600:
-            stop_reason = f"time limit of {args.max_hours} h"
-            save_state()
-            break
-        if interrupted:
-            stop_reason = (f"interrupted; continue with: python -m training.train --resume "
+        over_time = bool(args.max_hours and elapsed > args.max_hours * 3600)
+        if any_rank(ranks, bool(interrupted) or over_time, device):
+            stop_reason = (f"time limit of {args.max_hours} h" if over_time else
+                           f"interrupted; continue with: python -m training.train --resume "
                            f"{out / 'last.pt'}")
-            save_state()
+            if ranks.main:
+                save_state()
             break
     bar.close()
-    log.close()
+    if log is not None:
+        log.close()
     for s, handler in previous.items():
         signal.signal(s, handler)
-    print(f"stopped at step {step}: {stop_reason}; best validation PSNR-Y {best:.3f} dB; "
-          f"{elapsed / 3600:.2f} h", flush=True)
+    barrier(ranks)
+    digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes()
+                                     for v in model.state_dict().values())).hexdigest()[:16]
+    if ranks.distributed:
+        print(f"rank {ranks.rank}: weights sha256 {digest}", flush=True)
+    say(f"stopped at step {step}: {stop_reason}; best validation PSNR-Y {best:.3f} dB; "
+        f"{elapsed / 3600:.2f} h", flush=True)
     return 0
 
 
