@@ -291,6 +291,7 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
                mininterval=1.0 if sys.stderr.isatty() else 60.0)
     window: list[float] = []
     started = time.perf_counter() - elapsed
+    first_step, run_started = step, time.perf_counter()
     stop_reason = "iterations done"
     while step < args.iterations:
         for group in optimizer.param_groups:
@@ -359,8 +360,9 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
                                      for v in model.state_dict().values())).hexdigest()[:16]
     if ranks.distributed:
         print(f"rank {ranks.rank}: weights sha256 {digest}", flush=True)
+    rate = (step - first_step) * args.batch / max(1e-9, time.perf_counter() - run_started)
     say(f"stopped at step {step}: {stop_reason}; best validation PSNR-Y {best:.3f} dB; "
-        f"{elapsed / 3600:.2f} h", flush=True)
+        f"{elapsed / 3600:.2f} h; {rate:.2f} samples/s", flush=True)
     return 0
 
 
