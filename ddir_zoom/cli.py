@@ -319,7 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "view":
         argv = argv[1:]
     args = _viewer_parser().parse_args(argv)
-    from ddir_zoom.app import run_viewer  # Qt is imported only when a window is wanted
+    try:
+        from ddir_zoom.app import run_viewer  # Qt is imported only when a window is wanted
+    except ImportError as exc:
+        from ddir_zoom.app.system import platform_problem
+
+        print(platform_problem(always=True) or f"ddir-zoom cannot start its window ({exc})",
+              file=sys.stderr)
+        return 1
 
     return run_viewer(args.image, self_test=args.self_test, started=started,
                       threads=args.threads)

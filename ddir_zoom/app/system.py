@@ -12,7 +12,8 @@ import os
 import sys
 from collections.abc import Mapping
 
-# soname: (Debian / Ubuntu package, Fedora / RHEL package); from ldd of Qt 6's libQt6XcbQpa.
+# soname: (Debian / Ubuntu package, Fedora / RHEL package); from ldd of Qt 6's libQt6XcbQpa
+# and libQt6Gui.
 XCB_LIBRARIES = {
     "libxcb.so.1": ("libxcb1", "libxcb"),
     "libX11-xcb.so.1": ("libx11-xcb1", "libX11-xcb"),
@@ -30,6 +31,11 @@ XCB_LIBRARIES = {
     "libxcb-xkb.so.1": ("libxcb-xkb1", "libxcb"),
     "libxkbcommon.so.0": ("libxkbcommon0", "libxkbcommon"),
     "libxkbcommon-x11.so.0": ("libxkbcommon-x11-0", "libxkbcommon-x11"),
+    # Qt's GUI library itself (a missing one fails the import of PySide6.QtGui):
+    "libEGL.so.1": ("libegl1", "libglvnd-egl"),
+    "libGL.so.1": ("libgl1", "libglvnd-glx"),
+    "libfontconfig.so.1": ("libfontconfig1", "fontconfig"),
+    "libdbus-1.so.3": ("libdbus-1-3", "dbus-libs"),
 }
 
 
@@ -56,9 +62,11 @@ def missing_xcb_libraries() -> list[str]:
     return [soname for soname in XCB_LIBRARIES if not _loadable(soname)]
 
 
-def platform_problem(environ: Mapping[str, str] = os.environ) -> str | None:
-    """A message for the user when the window cannot open, else None."""
-    if not uses_xcb(environ):
+def platform_problem(environ: Mapping[str, str] = os.environ, always: bool = False
+                     ) -> str | None:
+    """A message for the user when the window cannot open, else None. always: check even when
+    Qt would not use X11 (Qt failed to load already)."""
+    if not (always or uses_xcb(environ)):
         return None
     missing = missing_xcb_libraries()
     if not missing:
