@@ -183,6 +183,7 @@ def test_viewer_shows_the_embedded_preview_then_the_developed_raw(qtbot, tmp_pat
 
     from PySide6.QtCore import QSettings
 
+    from ddir_zoom.app import opening as opening_module
     from ddir_zoom.app import window as window_module
     from ddir_zoom.app.settings import Settings
 
@@ -197,7 +198,7 @@ def test_viewer_shows_the_embedded_preview_then_the_developed_raw(qtbot, tmp_pat
     monkeypatch.setattr(raw_module, "develop", slow_develop)
     monkeypatch.setattr(photo_io, "develop", slow_develop)
     preview = (developed[::2, ::2] * 255).astype(np.uint8)
-    monkeypatch.setattr(window_module, "raw_preview", lambda path: preview)
+    monkeypatch.setattr(opening_module, "raw_preview", lambda path: preview)
     win = window_module.MainWindow(Settings(QSettings(str(tmp_path / "s.ini"),
                                                       QSettings.Format.IniFormat)))
     qtbot.addWidget(win)

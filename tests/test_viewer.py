@@ -10,10 +10,11 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from ddir_zoom.app import window as window_module
+from ddir_zoom.app import opening as opening_module
 from ddir_zoom.app.export_dialog import ExportSettings
+from ddir_zoom.app.opening import photo_from_qimage
 from ddir_zoom.app.settings import Settings
-from ddir_zoom.app.window import MainWindow, photo_from_qimage
+from ddir_zoom.app.window import MainWindow
 from ddir_zoom.engine.export import export_region
 from ddir_zoom.imaging import load_photo
 from ddir_zoom.models import make_model, make_preset
@@ -25,7 +26,7 @@ TINY = {"encoder": {"n_resblocks": 1, "n_feats": 8}, "hidden": [16]}
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     """A main window with its own settings file and small random DDIR and LIIF models."""
-    real_load = window_module.load_engine
+    real_load = opening_module.load_engine
 
     def load_with_models(source, device, models):
         engine, warnings = real_load(source, "cpu", {})
@@ -34,7 +35,7 @@ def window(qtbot, tmp_path, monkeypatch):
             engine.add_model(name, make_model({"model": name.lower(), **TINY}))
         return engine, warnings
 
-    monkeypatch.setattr(window_module, "load_engine", load_with_models)
+    monkeypatch.setattr(opening_module, "load_engine", load_with_models)
     settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     win = MainWindow(settings)
     qtbot.addWidget(win)

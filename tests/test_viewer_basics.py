@@ -14,10 +14,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor
 
 from ddir_zoom.app import system
-from ddir_zoom.app.export_dialog import ExportDialog
+from ddir_zoom.app.export_dialog import ExportDialog, export_folder
 from ddir_zoom.app.folder import PhotoFolder, natural_key
 from ddir_zoom.app.info import exif_summary
-from ddir_zoom.app.window import export_folder
 from ddir_zoom.resources import resources_dir, sample_photo
 from tests.test_viewer import open_sample, window  # noqa: F401 - the fixture
 

@@ -3,11 +3,12 @@ job that writes the file through the engine's exporter, with progress and cancel
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -33,6 +34,7 @@ from ddir_zoom.engine.export import MAX_SIDE, export_geometry, export_region
 from ddir_zoom.engine.methods import Cancelled
 from ddir_zoom.engine.view import MAX_SCALE, MIN_SCALE
 from ddir_zoom.imaging.io import ImageSaveError
+from ddir_zoom.resources import resources_dir
 
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WebP": ".webp", "HEIC": ".heic",
            "AVIF": ".avif"}
@@ -283,3 +285,13 @@ class ExportJob(QObject):
         else:
             self.succeeded.emit(str(path))
 
+
+def export_folder(folder: str) -> str:
+    """Where exports go by default: the photo's folder, unless that is inside the program (the
+    bundled sample) or cannot be written; then the user's Pictures folder, or home."""
+    path = Path(folder) if folder else None
+    if path is not None and path.is_dir() and os.access(path, os.W_OK) and \
+            resources_dir() not in (path.resolve(), *path.resolve().parents):
+        return str(path)
+    pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+    return pictures if pictures and Path(pictures).is_dir() else str(Path.home())
