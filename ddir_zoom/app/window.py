@@ -38,9 +38,7 @@ from ddir_zoom import __version__
 from ddir_zoom.app.export_dialog import ExportDialog, ExportJob, export_folder
 from ddir_zoom.app.folder import PhotoFolder
 from ddir_zoom.app.info import InfoPanel, photo_info
-from ddir_zoom.app.opening import (
-    PhotoOpening,
-)
+from ddir_zoom.app.opening import PhotoOpening
 from ddir_zoom.app.settings import Settings
 from ddir_zoom.app.theme import THEMES, apply_theme
 from ddir_zoom.app.viewer import MODE_NAMES, MODES, Viewer, display_name
