@@ -345,3 +345,17 @@ def test_report_checks_the_bar_row_by_row():
            "**25.00** / 0.5000 |" in text
     assert text.count("does not hold") == 3
     assert "0.10 / 0.001 **shifted**" in text
+
+
+def test_report_merges_evaluations_run_apart():
+    def result(dataset, scale, **psnr):
+        return {"dataset": dataset, "scale": scale,
+                "table": {m: {"psnr": v, "ssim": 0.5, "images": 3} for m, v in psnr.items()}}
+    first = {"models": {"LIIF": {}}, "results": [result("set14", 2, bicubic=20.0, LIIF=21.0),
+                                                result("b100", 3, bicubic=19.0, LIIF=19.5)]}
+    second = {"models": {"DDIR": {}}, "results": [result("set14", 2, DDIR=21.5)]}
+    merged = report.merge([first, second])
+    assert [r["dataset"] for r in merged["results"]] == ["set14", "b100"]
+    assert set(merged["results"][0]["table"]) == {"bicubic", "LIIF", "DDIR"}
+    text = report.quality_table(merged)
+    assert "| b100 x3 | 3 | 19.00 / 0.5000 | **19.50** / 0.5000 | - |" in text

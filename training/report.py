@@ -24,23 +24,52 @@ from ddir_zoom.models.checkpoint import read_header
 REAL = "(real)"
 
 
+def merge(reports: list[dict]) -> dict:
+    """One report from evaluations run separately (say, the baselines while a model trained):
+    tables of the same dataset and scale are joined, methods in the order first seen."""
+    merged: dict = {"models": {}, "results": [], "tone": []}
+    rows: dict[tuple[str, float], dict] = {}
+    tones: dict[str, dict] = {}
+    for report in reports:
+        merged["models"].update(report.get("models", {}))
+        for result in report["results"]:
+            key = (result["dataset"], result["scale"])
+            if key not in rows:
+                rows[key] = {"dataset": result["dataset"], "scale": result["scale"], "table": {}}
+                merged["results"].append(rows[key])
+            rows[key]["table"].update(result["table"])
+        for entry in report.get("tone", []):
+            if entry["folder"] not in tones:
+                tones[entry["folder"]] = {"folder": entry["folder"], "table": {}}
+                merged["tone"].append(tones[entry["folder"]])
+            tones[entry["folder"]]["table"].update(entry["table"])
+    return merged
+
+
 def _rows(report: dict) -> list[tuple[str, dict]]:
     return [(f"{r['dataset']} x{r['scale']:g}", r["table"]) for r in report["results"]]
 
 
 def quality_table(report: dict, methods: list[str] | None = None) -> str:
-    """Rows dataset x scale, a PSNR-Y / SSIM column per method, the best PSNR in bold."""
-    methods = methods or list(report["results"][0]["table"])
+    """Rows dataset x scale, a PSNR-Y / SSIM column per method, the best PSNR in bold (a
+    method not measured on a row: a dash)."""
+    if methods is None:
+        methods = []
+        for result in report["results"]:
+            methods += [m for m in result["table"] if m not in methods]
     lines = ["| dataset | images | " + " | ".join(methods) + " |",
              "|---|---|" + "---|" * len(methods)]
     for title, table in _rows(report):
-        best = max(table[m]["psnr"] for m in methods)
+        best = max(table[m]["psnr"] for m in methods if m in table)
         cells = []
         for m in methods:
+            if m not in table:
+                cells.append("-")
+                continue
             psnr = f"{table[m]['psnr']:.2f}"
             psnr = f"**{psnr}**" if table[m]["psnr"] == best else psnr
             cells.append(f"{psnr} / {table[m]['ssim']:.4f}")
-        images = table[methods[0]]["images"]
+        images = next(iter(table.values()))["images"]
         lines.append(f"| {title} | {images} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -66,8 +95,10 @@ def bar_check(report: dict, ddir: str = "DDIR", against: tuple[str, ...] = ("bic
 def tone_markdown(report: dict) -> str:
     """Worst tone error per method: over each evaluation set (against the LR input) and over the
     tone check's photos and scales."""
-    methods = list(report["results"][0]["table"]) if report["results"] else (
-        list(report["tone"][0]["table"]) if report.get("tone") else [])
+    methods: list[str] = []
+    for table in [r["table"] for r in report["results"]] + [t["table"] for t in
+                                                            report.get("tone", [])]:
+        methods += [m for m in table if m not in methods]
     lines = ["| set | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
 
     def cell(r: dict) -> str:
@@ -77,11 +108,13 @@ def tone_markdown(report: dict) -> str:
         return f"{r['tone_mad_255']:.2f} / {r['tone_gain_error']:.3f}{flag}"
 
     for title, table in _rows(report):
-        lines.append(f"| {title} | " + " | ".join(cell(table[m]) for m in methods) + " |")
+        lines.append(f"| {title} | " + " | ".join(cell(table[m]) if m in table else "-"
+                                                   for m in methods) + " |")
     for entry in report.get("tone", []):
-        scales = ", ".join(f"x{s:g}" for s in entry["table"][methods[0]]["scales"])
+        scales = ", ".join(f"x{s:g}" for s in next(iter(entry["table"].values()))["scales"])
         lines.append(f"| photos of {Path(entry['folder']).name}, {scales} | "
-                     + " | ".join(cell(entry["table"][m]) for m in methods) + " |")
+                     + " | ".join(cell(entry["table"][m]) if m in entry["table"] else "-"
+                                  for m in methods) + " |")
     return "\n".join(lines)
 
 
@@ -136,23 +169,28 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     q = sub.add_parser("quality", help="the quality table and the bar check")
-    q.add_argument("json")
+    q.add_argument("json", nargs="+", help="evaluate.py JSON files, merged")
     q.add_argument("--ddir", default="DDIR")
     q.add_argument("--against", default="bicubic,LIIF",
                    help="methods DDIR must beat on every row, comma-separated")
+    q.add_argument("-o", "--output", help="write the merged JSON here")
     c = sub.add_parser("card", help="a model card")
     c.add_argument("checkpoint")
     c.add_argument("--name", required=True)
     c.add_argument("--log")
-    c.add_argument("--quality")
+    c.add_argument("--quality", nargs="+", help="evaluate.py JSON files, merged")
     c.add_argument("--notes", help="a markdown file appended to the card (the run's history)")
     c.add_argument("-o", "--output")
     args = parser.parse_args(argv)
     if args.command == "quality":
         against = tuple(m for m in args.against.split(",") if m)
-        print(quality_markdown(json.loads(Path(args.json).read_text()), args.ddir, against))
+        report = merge([json.loads(Path(f).read_text()) for f in args.json])
+        if args.output:
+            Path(args.output).write_text(json.dumps(report, indent=2))
+        print(quality_markdown(report, args.ddir, against))
         return 0
-    quality = json.loads(Path(args.quality).read_text()) if args.quality else None
+    quality = merge([json.loads(Path(f).read_text()) for f in args.quality]) \
+        if args.quality else None
     notes = Path(args.notes).read_text() if args.notes else ""
     text = model_card(args.checkpoint, args.name, args.log, quality, notes)
     if args.output:
