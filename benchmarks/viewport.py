@@ -10,6 +10,12 @@ embedding's one-off cost, and the peak resident memory of a process viewing that
 
     python benchmarks/viewport.py                         # compact models, shipped weights
     python benchmarks/viewport.py --presets compact,paper --device cuda
+    python benchmarks/viewport.py --presets paper --models ddir --scales 2.5 --load 2
+
+Every time is also given in GFLOP-equivalents: seconds x the machine's fp32 matmul throughput
+measured in the same run (`decode.matmul_gflops`), a cost that compares across noisy machines.
+`--load N` also refines one warm view with N competing CPU-bound processes (single-threaded
+matrix products, as other programs would be) and reports its slowdown against the idle run.
 
 The photo is a 6000x4000 JPEG made from the bundled sample (written to a temporary folder). When
 resources/weights holds no model of a preset, random weights stand in: speed does not depend on
@@ -97,6 +103,44 @@ def time_view(renderer: ProgressiveRenderer, view: View, method: str) -> dict:
             "tiles": frame.total}
 
 
+def _burn(stop: float) -> None:
+    """A competing program: single-threaded matrix products until `stop` (time.time())."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    a = np.random.default_rng(0).random((256, 256), np.float32)
+    while time.time() < stop:
+        a = (a @ a) / 256.0
+
+
+def load_slowdown(engine: Engine, method: str, view: View, load: int) -> dict:
+    """A warm full refine of `view` idle, then beside `load` busy processes; the ratio."""
+    import multiprocessing
+
+    renderer = ProgressiveRenderer(engine, lambda u: None)
+    try:
+        time_view(renderer, view, method)  # encode the features: both runs are warm
+        renderer.tiles.clear()
+        idle = time_view(renderer, view, method)["full_s"]
+        renderer.tiles.clear()
+        context = multiprocessing.get_context("spawn")
+        burners = [context.Process(target=_burn, args=(time.time() + 3600,), daemon=True)
+                   for _ in range(load)]
+        for p in burners:
+            p.start()
+        time.sleep(1.0)  # let them take the cores
+        try:
+            loaded = time_view(renderer, view, method)["full_s"]
+        finally:
+            for p in burners:
+                p.terminate()
+                p.join()
+    finally:
+        renderer.close()
+    return {"method": method, "scale": view.scale, "load": load, "idle_s": idle,
+            "loaded_s": loaded, "slowdown": loaded / idle}
+
+
 def drag_frames(renderer: ProgressiveRenderer, view: View, method: str) -> list[float]:
     """Immediate-frame times (ms) of a zoom drag: 20 requests, each 1% further in."""
     times = []
@@ -178,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", default="compact")
     parser.add_argument("--models", default="liif,ddir")
     parser.add_argument("--scales", default="1.5,2.5,4")
+    parser.add_argument("--load", type=int, default=0,
+                        help="also measure the slowdown of a warm refine beside N busy processes")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -186,9 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         open_and_view(args.child, args.device, presets, models)
         return 0
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from decode import matmul_gflops  # the same measure as the decoding benchmark
+
+    peak = matmul_gflops(torch.device("cpu" if args.device == "auto" and not
+                                      torch.cuda.is_available() else
+                                      ("cuda" if args.device == "auto" else args.device)), 5)
     with tempfile.TemporaryDirectory() as folder:
         photo = make_big_jpeg(Path(folder) / "big.jpg")
-        print(f"device {args.device}, {torch.get_num_threads()} threads; 24 MP JPEG "
+        print(f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul "
+              f"{peak:.0f} GFLOP/s (GFLOP-equivalent = seconds x that); 24 MP JPEG "
               f"{photo.stat().st_size / 1e6:.1f} MB; viewport {VIEWPORT[1]}x{VIEWPORT[0]}\n")
         print("| method | scale | immediate frame in a drag, median / worst (ms) | "
               "first tile, cold (s) | full, cold (s) | first tile, warm (s) | full, warm (s) | "
@@ -208,8 +261,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"24 MP JPEG, open to first frame: {memory['open_to_first_frame_s']:.2f} s; "
               f"peak resident memory while viewing it with every method: "
               f"{memory['peak_rss_mib']:.0f} MiB")
+        print("\nfull refine, warm, in GFLOP-equivalents (seconds x matmul throughput):")
+        for row in table["rows"]:
+            row["warm"]["full_gflop_equivalent"] = row["warm"]["full_s"] * peak
+            row["cold"]["full_gflop_equivalent"] = row["cold"]["full_s"] * peak
+            print(f"- {row['method']} x{row['scale']:g}: warm "
+                  f"{row['warm']['full_gflop_equivalent']:.0f}, cold "
+                  f"{row['cold']['full_gflop_equivalent']:.0f}")
+        loads = []
+        if args.load:
+            engine = Engine.open(photo, device=args.device)
+            add_models(engine, presets, models)
+            for scale in (float(s) for s in args.scales.split(",")):
+                view = View.centred(scale, (engine.size[0] / 2, engine.size[1] / 2), VIEWPORT)
+                for name in engine.methods:
+                    loads.append(load_slowdown(engine, name, view, args.load))
+                    r = loads[-1]
+                    print(f"- {name} x{scale:g} beside {args.load} busy processes: "
+                          f"{r['loaded_s']:.2f} s against {r['idle_s']:.2f} s idle: "
+                          f"{r['slowdown']:.1f}x", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({**table, **memory, "device": args.device},
+        Path(args.json).write_text(json.dumps({**table, **memory, "device": args.device,
+                                               "matmul_gflops": peak, "load": loads},
                                               indent=2))
     return 0
 
