@@ -123,6 +123,10 @@ def write_dng(path, orientation=6, neutral=(0.5, 1.0, 0.7), h=64, w=96, declared
     bayer[1::2, 0::2] = cam[1::2, 0::2, 1]
     bayer[1::2, 1::2] = cam[1::2, 1::2, 2]
     white = 4095
+    # ColorMatrix1 (XYZ to camera): linear sRGB scaled by the camera's per-channel response.
+    xyz_to_srgb = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415],
+                            [0.0557, -0.2040, 1.0570]])
+    colour_matrix = (np.asarray(neutral)[:, None] * xyz_to_srgb).ravel()
 
     def rationals(values):
         return [v for x in values for v in (round(x * 10000), 10000)]
@@ -135,7 +139,7 @@ def write_dng(path, orientation=6, neutral=(0.5, 1.0, 0.7), h=64, w=96, declared
                          (50708, "s", 0, "ddir-zoom test camera", False),
                          (50717, "I", 1, white, False),  # WhiteLevel
                          (50714, "H", 1, 0, False),  # BlackLevel
-                         (50721, "2i", 9, rationals([1, 0, 0, 0, 1, 0, 0, 0, 1]), False),
+                         (50721, "2i", 9, rationals(colour_matrix), False),
                          (50778, "H", 1, 21, False),  # CalibrationIlluminant1: D65
                          (50728, "2I", 3, rationals(declared or neutral), False),
                          (274, "H", 1, orientation, False),
@@ -150,7 +154,13 @@ def test_raw_is_developed_with_white_balance_orientation_and_size(tmp_path):
     grey = photo.rgb[8:40, 8:56].reshape(-1, 3).mean(0)  # the grey half, now on top
     assert np.abs(grey - grey.mean()).max() < 0.01  # the camera's white balance made it neutral
     red = photo.rgb[60:90, 8:56].reshape(-1, 3).mean(0)
-    assert red[0] > 2 * red[1] and red[0] > 2 * red[2]
+    # The scene's colours come back, up to LibRaw's one exposure factor for all channels.
+    expected = raw_module.srgb_curve(np.array([[0.25, 0.25, 0.25], [0.4, 0.05, 0.03]]))
+    linear = np.where(np.array([grey, red]) <= 0.04045, np.array([grey, red]) / 12.92,
+                      ((np.array([grey, red]) + 0.055) / 1.055) ** 2.4)
+    exposure = linear[0, 1] / 0.25
+    developed = raw_module.srgb_curve(linear / exposure)
+    np.testing.assert_allclose(developed, expected, atol=0.02)
     exif = Image.Exif()
     exif.load(photo.exif)
     assert (exif[0x010F], exif[0x0110], exif[0x0112]) == ("TestMake", "TestModel", 1)
