@@ -75,7 +75,17 @@ def test_init_refuses_another_architecture():
     with pytest.raises(ValueError, match="differs"):
         pretrained.init_from(make_preset("ddir", "paper"), liif)
     with pytest.raises(ValueError, match="LIIF"):
-        pretrained.init_from(make_preset("ddir", "compact"), make_preset("ddir", "compact"))
+        pretrained.init_from(make_preset("ddir", "paper"), make_preset("ddir", "compact"))
+
+
+def test_init_from_the_same_model_continues_it():
+    torch.manual_seed(3)
+    source = make_preset("ddir", "compact")
+    torch.manual_seed(4)
+    model = make_preset("ddir", "compact")
+    pretrained.init_from(model, source)
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
 
 
 @pytest.fixture(scope="module")

@@ -102,10 +102,15 @@ def convert(official: dict[str, torch.Tensor]) -> ImplicitSR:
 
 
 def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
-    """Copy a trained LIIF `source` into `model` (DDIR or LIIF of the same encoder and MLP
-    sizes) as described in the module doc. Returns the names of the tensors copied."""
+    """Copy a trained `source` into `model`: a model of the same kind and architecture
+    whole (to continue a run from its committed weights), or a LIIF into a DDIR or LIIF of the
+    same encoder and MLP sizes as described in the module doc. Returns the tensors copied."""
+    if source.config == model.config:
+        model.load_state_dict(source.state_dict())
+        return list(model.state_dict())
     if source.name != "liif":
-        raise ValueError(f"--init needs a LIIF model file, got a {source.name!r} model")
+        raise ValueError(f"--init takes a LIIF model file, or a {model.name} file of the same "
+                         f"architecture; got a {source.name!r} model {source.config}")
     if source.encoder_config != model.encoder_config or source.hidden != model.hidden:
         raise ValueError(f"--init: the LIIF file's architecture (encoder {source.encoder_config},"
                          f" MLP {source.hidden}) differs from the model's (encoder "
@@ -132,8 +137,8 @@ def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
 
 
 def load_init(path: str | Path) -> ImplicitSR:
-    """A LIIF model file to start training from."""
-    model, _ = load_checkpoint(path, "cpu", expect_model="liif")
+    """A model file to start training from (see `init_from`)."""
+    model, _ = load_checkpoint(path, "cpu")
     return model
 
 

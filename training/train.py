@@ -68,9 +68,9 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
     g.add_argument("--preset", choices=["paper", "compact"], default="compact")
     g.add_argument("--config", help="a JSON model config instead of a preset")
     g.add_argument("--init", metavar="FILE",
-                   help="start from a trained LIIF model file (e.g. the official weights, "
-                   "python -m training.pretrained): both DDIR encoders from its encoder, the SR "
-                   "decoder from its MLP (see training.pretrained)")
+                   help="start from a trained model file: a LIIF (e.g. the official weights, "
+                   "python -m training.pretrained) gives both DDIR encoders and the SR decoder; "
+                   "a file of the same model and architecture is continued whole")
     g = p.add_argument_group("data (mix any of them)")
     g.add_argument("--realarbisr", action="append", default=[], metavar="DIR",
                    help="RealArbiSR-layout root (DIR/Train/HR<scale>, LR<scale>)")
