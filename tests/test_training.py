@@ -327,7 +327,7 @@ def test_an_interrupted_run_saves_and_resumes(tmp_path, rng, monkeypatch):
 def test_report_checks_the_bar_row_by_row():
     def table(d, li, b, tone_ok=True):
         rows = {m: {"psnr": v, "ssim": 0.5, "images": 5, "tone_mad_255": 0.1,
-                    "tone_gain_error": 0.001, "tone_ok": True}
+                    "tone_gain_error": 0.001, "tone_contrast_255": 0.2, "tone_ok": True}
                 for m, v in (("bicubic", b), ("LIIF", li), ("DDIR", d))}
         rows["DDIR"]["tone_ok"] = tone_ok
         return rows
@@ -344,7 +344,7 @@ def test_report_checks_the_bar_row_by_row():
     assert "| City100 iPhone X (real) x2.4 | 5 | 24.30 / 0.5000 | 24.90 / 0.5000 | " \
            "**25.00** / 0.5000 |" in text
     assert text.count("does not hold") == 3
-    assert "0.10 / 0.001 **shifted**" in text
+    assert "0.10 / 0.20 **shifted**" in text
 
 
 def test_report_merges_evaluations_run_apart():

@@ -193,7 +193,8 @@ def score(pairs: list[Pair], methods: dict[str, Method]) -> dict[str, dict]:
         tone = worst(r["tone"])
         table[m] = {"psnr": float(np.mean(r["psnr"])), "ssim": float(np.mean(r["ssim"])),
                     "images": len(r["psnr"]), "tone_mad_255": tone.mad_255,
-                    "tone_gain_error": tone.gain_error, "tone_ok": tone.ok()}
+                    "tone_gain_error": tone.gain_error, "tone_contrast_255": tone.contrast_255,
+                    "tone_ok": tone.ok()}
     return table
 
 
@@ -215,18 +216,19 @@ def tone_check(folder: str | Path, methods: dict[str, Method], scales: list[floa
         tone = worst(e)
         table[m] = {"images": len(e) // max(1, len(scales)), "scales": scales,
                     "tone_mad_255": tone.mad_255, "tone_gain_error": tone.gain_error,
+                    "tone_contrast_255": tone.contrast_255,
                     "tone_mean_diff_255": tone.mean_diff_255, "tone_ok": tone.ok()}
     return table
 
 
 def format_table(title: str, table: dict[str, dict]) -> str:
     lines = [f"## {title}",
-             "| method | PSNR-Y (dB) | SSIM | images | tone MAD (levels) | tone gain error "
-             "| tone |",
+             "| method | PSNR-Y (dB) | SSIM | images | tone MAD (levels) | contrast change "
+             "(levels) | tone |",
              "|---|---|---|---|---|---|---|"]
     for method, r in table.items():
         lines.append(f"| {method} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['images']} | "
-                     f"{r['tone_mad_255']:.2f} | {r['tone_gain_error']:.3f} | "
+                     f"{r['tone_mad_255']:.2f} | {r['tone_contrast_255']:.2f} | "
                      f"{'ok' if r['tone_ok'] else 'SHIFTED'} |")
     return "\n".join(lines)
 
@@ -307,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         table = tone_check(folder, methods, tone_scales, limit=args.limit)
         print(f"## tone check: {folder}, x{', x'.join(f'{s:g}' for s in tone_scales)}")
         for m, r in table.items():
-            print(f"- {m}: worst MAD {r['tone_mad_255']:.2f} levels, worst gain error "
-                  f"{r['tone_gain_error']:.3f}: {'ok' if r['tone_ok'] else 'SHIFTED'}")
+            print(f"- {m}: worst MAD {r['tone_mad_255']:.2f} levels, worst contrast change "
+                  f"{r['tone_contrast_255']:.2f} levels: {'ok' if r['tone_ok'] else 'SHIFTED'}")
         report["tone"].append({"folder": str(folder), "table": table})
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

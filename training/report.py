@@ -105,7 +105,9 @@ def tone_markdown(report: dict) -> str:
         if "tone_mad_255" not in r:
             return "not measured"
         flag = "" if r["tone_ok"] else " **shifted**"
-        return f"{r['tone_mad_255']:.2f} / {r['tone_gain_error']:.3f}{flag}"
+        contrast = r.get("tone_contrast_255")
+        second = f"{contrast:.2f}" if contrast is not None else f"gain {r['tone_gain_error']:.3f}"
+        return f"{r['tone_mad_255']:.2f} / {second}{flag}"
 
     for title, table in _rows(report):
         lines.append(f"| {title} | " + " | ".join(cell(table[m]) if m in table else "-"
@@ -121,8 +123,8 @@ def tone_markdown(report: dict) -> str:
 def quality_markdown(report: dict, ddir: str = "DDIR",
                      against: tuple[str, ...] = ("bicubic",)) -> str:
     lines = [quality_table(report) if report["results"] else "", "",
-             "Tone error, worst image: MAD (8-bit levels) / gain error (tolerance 1.0 / 0.02, "
-             "`training/tone.py`):", "", tone_markdown(report), "", "The bar:", ""]
+             "Tone error, worst image: MAD / contrast change, in 8-bit levels (tolerance 1.0 / "
+             "1.0, `training/tone.py`):", "", tone_markdown(report), "", "The bar:", ""]
     for statement, holds in bar_check(report, ddir, against):
         lines.append(f"- {statement}: {'holds' if holds else '**does not hold**'}")
     return "\n".join(lines)

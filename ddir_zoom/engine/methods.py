@@ -18,10 +18,13 @@ import torch
 from ddir_zoom.engine.features import FeatureTiles, appearance_embedding
 from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.imaging.resample import resample_region
+from ddir_zoom.models import tone_anchor
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.geometry import upscale_queries
 
 Scale = tuple[float, float]
+ANCHOR_TILE = 64
+"""LR pixels per side of a tile of the tone anchor's correction field."""
 
 
 class Cancelled(Exception):
@@ -83,6 +86,7 @@ class NeuralMethod:
             if rgb.shape[0] * rgb.shape[1] * width * 4 < cache.max_bytes // 2:
                 tile = max(rgb.shape[:2])
         self.features = FeatureTiles(self.model, rgb, device, cache, key=name, tile=tile)
+        self._anchor_tiles: dict[tuple[int, int], torch.Tensor] = {}
         self._appearance: torch.Tensor | None = None
         self._appearance_ready = False
         self._lock = threading.Lock()
@@ -133,7 +137,49 @@ class NeuralMethod:
         coords, cells = upscale_queries(scale, shape, offset, device=self.device)
         rgb = self.model.query(grids, coords[None], cells[None].float(), self.features.size,
                                appearance, chunk=self.chunk)
+        if self.model.tone_anchor:
+            fields, origin = self._anchor_field(region, appearance, cancelled)
+            rgb = tone_anchor.apply(rgb, coords[None], tone_anchor.blend(fields, scale), origin)
         return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
+
+    def _anchor_field(self, region: tuple[int, int, int, int], appearance,
+                      cancelled: Callable[[], bool] | None) -> tuple[torch.Tensor, tuple]:
+        """The tone anchor's correction over LR pixels `region` (y0, x0, y1, x1), stitched
+        from tiles of ANCHOR_TILE LR pixels, each computed once per photo with its halo so
+        that it equals the whole photo's correction (`models.tone_anchor`)."""
+        t = ANCHOR_TILE
+        y0, x0, y1, x1 = region
+        rows = []
+        for ty in range(y0 // t, (max(y0, y1 - 1)) // t + 1):
+            row = []
+            for tx in range(x0 // t, (max(x0, x1 - 1)) // t + 1):
+                tile = self._anchor_tiles.get((ty, tx))
+                if tile is None:
+                    if cancelled is not None and cancelled():
+                        raise Cancelled
+                    tile = self._anchor_tile(ty, tx, appearance)
+                    self._anchor_tiles[(ty, tx)] = tile
+                row.append(tile)
+            rows.append(torch.cat(row, dim=3))
+        field = torch.cat(rows, dim=2)
+        origin = ((y0 // t) * t, (x0 // t) * t)
+        return field, origin
+
+    def _anchor_tile(self, ty: int, tx: int, appearance) -> torch.Tensor:
+        t, halo = ANCHOR_TILE, tone_anchor.HALO
+        h, w = self.rgb.shape[:2]
+        y0, x0 = ty * t, tx * t
+        y1, x1 = min(h, y0 + t), min(w, x0 + t)
+        oy0, ox0 = max(0, y0 - halo), max(0, x0 - halo)
+        oy1, ox1 = min(h, y1 + halo), min(w, x1 + halo)
+        # The latents of a query at an LR pixel's centre are that pixel and its neighbours.
+        self.features.ensure(max(0, oy0 - 1), max(0, ox0 - 1), oy1 + 1, ox1 + 1)
+        grids = self.features.grids(max(0, oy0 - 1), max(0, ox0 - 1), oy1 + 1, ox1 + 1)
+        lr = torch.from_numpy(np.ascontiguousarray(self.rgb[oy0:oy1, ox0:ox1])).permute(
+            2, 0, 1)[None].to(self.device)
+        field = tone_anchor.correction_region(self.model, grids, lr, (oy0, ox0), (h, w),
+                                              appearance)
+        return field[:, :, y0 - oy0:y1 - oy0, x0 - ox0:x1 - ox0].contiguous()
 
     def _with_oom_fallback(self, work: Callable[[], object]):
         while True:

@@ -42,6 +42,7 @@ class ImplicitSR(nn.Module):
         self.encoders = nn.ModuleDict({b: EDSREncoder(**encoder) for b in self.branches})
         self.decoders = nn.ModuleDict()
         self.channels_last = False
+        self.tone_anchor = False  # see models.tone_anchor; set from the model file's info
 
     def use_channels_last(self) -> ImplicitSR:
         """Run the encoders in channels_last layout: 1.4-2.3x faster on CPUs (oneDNN) and

@@ -137,6 +137,7 @@ def load_checkpoint(
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values")
     model.load_state_dict(state)
+    model.tone_anchor = info.get("tone_anchor") is True
     return model.to(device).eval(), info
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ddir_zoom.models import tone_anchor
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.geometry import upscale_queries
 
@@ -32,11 +33,16 @@ def upscale_image(
     out_h, out_w = out_shape or (round(h * sy), round(w * sx))
     lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
     grids, appearance = model.prepare(lr.float())
+    field = tone_anchor.blend(tone_anchor.correction_region(
+        model, grids, lr.float(), (0, 0), (h, w), appearance), (sy, sx)) \
+        if model.tone_anchor else None
     out = np.empty((out_h, out_w, 3), np.float32)
     rows = rows_per_chunk or max(1, 65536 // out_w)
     for top in range(0, out_h, rows):
         n_rows = min(rows, out_h - top)
         coords, cells = upscale_queries((sy, sx), (n_rows, out_w), (top, 0), device)
         rgb_out = model.query(grids, coords[None], cells[None].float(), (h, w), appearance)
+        if field is not None:
+            rgb_out = tone_anchor.apply(rgb_out, coords[None], field, (0, 0))
         out[top:top + n_rows] = rgb_out[0].clamp(0, 1).reshape(n_rows, out_w, 3).cpu().numpy()
     return out

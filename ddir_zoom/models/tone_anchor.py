@@ -1,0 +1,122 @@
+"""The tone anchor: a low-frequency consistency step that keeps a model's zoom at the photo's
+colours and brightness.
+
+A model trained on real camera pairs can drift in tone (exposure, local contrast) even when its
+targets are tone-aligned: real shots carry local tone mapping that no global fit removes, and a
+fine-tuned model is not converged. The anchor measures the drift once per photo, at the photo's
+own resolution, and takes it out of every query:
+
+    d_r(i) = the model's colour at the centre of LR pixel i, rendered at reference scale r
+             (cell 1 / r), for r in REFERENCE_SCALES (x2 and x8: a model drifts differently
+             at small and large zooms)
+    c_r    = G_sigma * (LR - d_r)      a Gaussian low-pass, SIGMA LR pixels, on the LR grid
+    y'(q)  = y(q) + bilinear(c)(q)     for a query q at scale s, where c interpolates c_2 and
+             c_8 linearly in log s (c_2 up to x2, c_8 from x8 on)
+
+c only holds what a blur of SIGMA LR pixels keeps, so detail is untouched; the zoom shrunk back to
+the photo's grid then has the photo's low-pass (`training.tone` measures exactly that).
+
+Exact and cheap. d(i) depends only on the features around pixel i (tile-exact, see
+`engine.features`), and the low-pass is zero-padded and renormalised at the photo's border only,
+so c computed on a tile with a halo of RADIUS + 1 LR pixels equals the whole photo's c there: a
+viewport tile, an export and a whole-image render get the same pixels (tested). It costs one
+decoder evaluation per LR pixel and reference scale, once per photo (about the cost of encoding
+it), and a bilinear lookup per query.
+
+A model file opts in with `"tone_anchor": true` in its info (`load_checkpoint` sets
+`model.tone_anchor`); the official LIIF weights are used as published.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ddir_zoom.models.base import ImplicitSR
+from ddir_zoom.models.implicit import LatentGrid
+
+REFERENCE_SCALES = (2.0, 8.0)
+SIGMA = 3.0  # LR pixels
+RADIUS = math.ceil(3 * SIGMA)
+HALO = RADIUS + 1
+"""LR pixels of context a tile of the correction needs beyond its own (the low-pass radius, and
+one for the bilinear lookup of a query near the tile's edge)."""
+
+
+def _kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.arange(-RADIUS, RADIUS + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / SIGMA) ** 2)
+    return k / k.sum()
+
+
+def lowpass(image: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Gaussian low-pass of (1, C, h, w) `image` over the pixels where `valid` (1, 1, h, w) is
+    1, renormalised by the weight of the valid pixels: outside the photo counts as missing, not
+    as black, so the result near the border equals the whole photo's."""
+    k = _kernel(image.device, image.dtype)
+    channels = image.shape[1]
+
+    def blur(x: torch.Tensor, c: int) -> torch.Tensor:
+        x = F.conv2d(F.pad(x, (RADIUS, RADIUS, 0, 0)), k.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+                     groups=c)
+        return F.conv2d(F.pad(x, (0, 0, RADIUS, RADIUS)),
+                        k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    weight = blur(valid, 1)
+    return blur(image * valid, channels) / weight.clamp_min(1e-12)
+
+
+@torch.inference_mode()
+def correction_region(model: ImplicitSR, grids: dict[str, LatentGrid], lr: torch.Tensor,
+                      origin: tuple[int, int], image_hw: tuple[int, int],
+                      appearance: torch.Tensor | None) -> torch.Tensor:
+    """The corrections (1, 3 x len(REFERENCE_SCALES), h, w), c_r stacked by reference scale,
+    for the LR pixels of `lr` (1, 3, h, w), whose pixel (0, 0) is photo pixel `origin`. Exact
+    in its inner part, HALO pixels in from every edge that is not the photo's border; `grids`
+    must cover the latents those pixels read."""
+    _, _, h, w = lr.shape
+    device = lr.device
+    ys = torch.arange(h, device=device, dtype=torch.float64) + origin[0] + 0.5
+    xs = torch.arange(w, device=device, dtype=torch.float64) + origin[1] + 0.5
+    coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(1, -1, 2)
+    valid = torch.ones(1, 1, h, w, device=device, dtype=lr.dtype)
+    fields = []
+    for reference in REFERENCE_SCALES:
+        cells = torch.full_like(coords, 1.0 / reference, dtype=lr.dtype)
+        d = model.query(grids, coords, cells, image_hw, appearance)  # (1, h*w, 3) in [0, 1]
+        fields.append(lowpass(lr - d.reshape(1, h, w, 3).permute(0, 3, 1, 2), valid))
+    return torch.cat(fields, dim=1)
+
+
+def blend(fields: torch.Tensor, scale: float | tuple[float, float]) -> torch.Tensor:
+    """The correction for `scale`: the stacked c_r interpolated linearly in log scale."""
+    s = math.sqrt(scale[0] * scale[1]) if isinstance(scale, tuple) else float(scale)
+    low, high = REFERENCE_SCALES
+    t = min(1.0, max(0.0, math.log(s / low) / math.log(high / low)))
+    return fields[:, :3] * (1.0 - t) + fields[:, 3:] * t
+
+
+def apply(rgb: torch.Tensor, coords: torch.Tensor, field: torch.Tensor,
+          field_origin: tuple[int, int]) -> torch.Tensor:
+    """rgb (B, N, 3) + the bilinear interpolation of `field` (1, 3, h, w, LR pixel (0, 0) at
+    photo pixel `field_origin`) at `coords` (B, N, 2) in photo LR pixel units; queries beyond
+    the field's centres take its edge values (the photo's border)."""
+    _, _, h, w = field.shape
+    fy = (coords[..., 0] - 0.5 - field_origin[0]).clamp(0, h - 1)
+    fx = (coords[..., 1] - 0.5 - field_origin[1]).clamp(0, w - 1)
+    y0 = fy.floor().long().clamp(max=h - 2) if h > 1 else fy.floor().long()
+    x0 = fx.floor().long().clamp(max=w - 2) if w > 1 else fx.floor().long()
+    ty = (fy - y0).to(rgb.dtype).unsqueeze(-1)
+    tx = (fx - x0).to(rgb.dtype).unsqueeze(-1)
+    y1 = (y0 + 1).clamp(max=h - 1)
+    x1 = (x0 + 1).clamp(max=w - 1)
+    flat = field[0].permute(1, 2, 0).reshape(-1, 3)
+
+    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return flat.index_select(0, (yy * w + xx).reshape(-1)).reshape(*yy.shape, 3)
+
+    top = at(y0, x0) * (1 - tx) + at(y0, x1) * tx
+    bottom = at(y1, x0) * (1 - tx) + at(y1, x1) * tx
+    return rgb + top * (1 - ty) + bottom * ty
