@@ -86,7 +86,6 @@ class NeuralMethod:
             if rgb.shape[0] * rgb.shape[1] * width * 4 < cache.max_bytes // 2:
                 tile = max(rgb.shape[:2])
         self.features = FeatureTiles(self.model, rgb, device, cache, key=name, tile=tile)
-        self._anchor_tiles: dict[tuple[int, int], torch.Tensor] = {}
         self._appearance: torch.Tensor | None = None
         self._appearance_ready = False
         self._lock = threading.Lock()
@@ -153,12 +152,17 @@ class NeuralMethod:
         for ty in range(y0 // t, (max(y0, y1 - 1)) // t + 1):
             row = []
             for tx in range(x0 // t, (max(x0, x1 - 1)) // t + 1):
-                tile = self._anchor_tiles.get((ty, tx))
+                # In the engine's byte-bounded cache, beside the feature tiles: a tile
+                # evicted is computed again, identically.
+                key = (self.name, "tone-anchor", ty, tx)
+                tile = self.cache.get(key)
                 if tile is None:
                     if cancelled is not None and cancelled():
                         raise Cancelled
                     tile = self._anchor_tile(ty, tx, appearance)
-                    self._anchor_tiles[(ty, tx)] = tile
+                    self.cache.put(key, {"anchor": tile})
+                else:
+                    tile = tile["anchor"]
                 row.append(tile)
             rows.append(torch.cat(row, dim=3))
         field = torch.cat(rows, dim=2)
