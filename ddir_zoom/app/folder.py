@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 from ddir_zoom.imaging import Photo
+from ddir_zoom.imaging.io import WRITE_FORMATS
 from ddir_zoom.imaging.raw import RAW_SUFFIXES
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif",
-                  ".avif"}
+PHOTO_SUFFIXES = set(WRITE_FORMATS) | {".bmp"}  # every format we write, and BMP (read only)
 SUFFIXES = PHOTO_SUFFIXES | RAW_SUFFIXES
 
 

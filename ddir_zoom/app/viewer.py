@@ -145,12 +145,15 @@ class Viewer(QWidget):
     def view_for(self, pane: ZoomPane) -> View:
         return View.centred(self.scale, self.center, pane.device_size())
 
-    def fit_scale(self) -> float:
+    def fit_scale(self, mode: str = "fit") -> float:
+        """The scale that shows the whole photo ("fit"), its width ("width") or fills the pane
+        ("fill")."""
         if self.engine is None:
             return 1.0
         h, w = self.engine.size
         ph, pw = self.active_panes()[0].device_size()
-        return min(MAX_SCALE, max(MIN_SCALE, min(ph / h, pw / w)))
+        scale = {"fit": min(ph / h, pw / w), "width": pw / w, "fill": max(ph / h, pw / w)}[mode]
+        return min(MAX_SCALE, max(MIN_SCALE, scale))
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -240,11 +243,8 @@ class Viewer(QWidget):
         kept while the window is resized, until the user zooms."""
         if self.engine is None:
             return
-        h, w = self.engine.size
-        ph, pw = self.active_panes()[0].device_size()
-        scale = {"fit": min(ph / h, pw / w), "width": pw / w, "fill": max(ph / h, pw / w)}[mode]
-        self.center = (h / 2, w / 2)
-        self.zoom_to(scale)
+        self.center = (self.engine.size[0] / 2, self.engine.size[1] / 2)
+        self.zoom_to(self.fit_scale(mode))
         self.fit_mode = mode
 
     def zoom_to_selection(self) -> None:

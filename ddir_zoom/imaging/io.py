@@ -455,10 +455,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = True,
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp creates the file private; give it the permissions a normal new file gets.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
+        default_permissions(tmp_name)
         if verify is not None:
             verify(Path(tmp_name))
         if overwrite:
@@ -475,6 +472,13 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = True,
             reason = exc.strerror or str(exc)  # the temporary name means nothing to the user
             raise ImageSaveError(f"{path}: could not be written ({reason})") from None
         raise
+
+
+def default_permissions(path: str | os.PathLike) -> None:
+    """Give a file made by mkstemp (private, 0600) the permissions a normal new file gets."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _create_exclusively(tmp: Path, path: Path) -> None:

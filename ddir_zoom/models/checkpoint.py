@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ddir_zoom.imaging.io import default_permissions
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.registry import MAX_PARAMETERS, make_model
 
@@ -46,9 +47,7 @@ def save_checkpoint(model: ImplicitSR, path: str | os.PathLike,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary name only
+        default_permissions(tmp)  # mkstemp's 0600 is for the temporary name only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
