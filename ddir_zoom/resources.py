@@ -32,3 +32,16 @@ def bundled_weights(model: str) -> Path:
     """Path of the shipped model file for 'ddir' or 'liif' (it may not exist in a checkout
     without trained weights)."""
     return resource("weights", f"{BUNDLED_MODELS[model]}.safetensors")
+
+
+BUNDLED_FIRST_PASSES = {"ddir": "ddir_student"}
+"""A method's fast first pass in the viewer: a compact DDIR distilled from the shipped one,
+shown while the shipped model refines the view (`engine.progressive`)."""
+
+
+def bundled_first_pass(model: str) -> Path | None:
+    """Path of the shipped first pass of 'ddir' or 'liif', or None (none, or not in this
+    checkout)."""
+    name = BUNDLED_FIRST_PASSES.get(model)
+    path = resource("weights", f"{name}.safetensors") if name else None
+    return path if path is not None and path.exists() else None

@@ -170,6 +170,54 @@ def test_progressive_frame_then_tiles_equal_the_full_render(rng):
         renderer.close()
 
 
+def test_a_first_pass_shows_first_then_the_method_replaces_it(rng):
+    """A fast model's tiles come first (final False) and do not count as progress; then the
+    method's own tiles replace every one, and the view ends equal to the method's render."""
+    torch.manual_seed(0)
+    engine = Engine(_photo(rng), device="cpu")
+    slow = make_model({"model": "ddir", **SMALL})
+    fast = make_model({"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 8},
+                       "hidden": [8]})
+    engine.add_model("ddir", slow, first_pass=fast)
+    assert list(engine.methods) == ["bicubic", "ddir"]  # the first pass is not offered
+    fast_name = engine.first_pass("ddir")
+    renderer, got = _renderer(engine)
+    try:
+        view = View.centred(2.5, (45, 60), (200, 260))
+        frame = renderer.request(view, "ddir")
+        assert got.done.wait(60) and not got.errors
+        firsts = [u for u in got.tiles if not u.final]
+        finals = [u for u in got.tiles if u.final]
+        assert len(firsts) == len(finals) == frame.total == len(frame.pending)
+        # Every first-pass tile comes first.
+        assert [u.final for u in got.tiles] == [False] * len(firsts) + [True] * len(finals)
+        assert [u.done for u in firsts] == [0] * len(firsts)
+        assert [u.done for u in finals] == list(range(1, frame.total + 1))
+        canvas = frame.image.copy()
+        for update in got.tiles:
+            y, x, h, w = update.rect
+            canvas[y:y + h, x:x + w] = update.pixels
+        y0, x0, y1, x1 = engine.source.photo_rect(view)
+        at = (view.origin[0] + y0, view.origin[1] + x0)
+        full = to_uint8(engine.render_region("ddir", 2.5, at, (y1 - y0, x1 - x0)))
+        np.testing.assert_array_equal(canvas[y0:y1, x0:x1], full)
+        first = to_uint8(engine.render_region(fast_name, 2.5, at, (y1 - y0, x1 - x0)))
+        assert not np.array_equal(first, full)
+        first_canvas = frame.image.copy()
+        for update in firsts:
+            y, x, h, w = update.rect
+            first_canvas[y:y + h, x:x + w] = update.pixels
+        np.testing.assert_array_equal(first_canvas[y0:y1, x0:x1], first)
+        # Back at a view whose own tiles were dropped, the cached first pass shows at once.
+        renderer.tiles.discard(lambda key: key[0] == "ddir")
+        got.done.clear()
+        again = renderer.request(view, "ddir")
+        np.testing.assert_array_equal(again.image[y0:y1, x0:x1], first)
+        assert got.done.wait(60)
+    finally:
+        renderer.close()
+
+
 def test_a_newer_request_cancels_the_older_and_no_stale_tile_arrives(rng):
     engine = _engine(rng, h=300, w=400)
     slow = engine.methods["ddir"]

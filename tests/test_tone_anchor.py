@@ -10,7 +10,7 @@ import torch
 from ddir_zoom.engine import Engine
 from ddir_zoom.engine import methods as methods_module
 from ddir_zoom.imaging.io import Photo
-from ddir_zoom.models import make_model
+from ddir_zoom.models import make_model, tone_anchor
 from ddir_zoom.models.upscale import upscale_image
 from training.tone import tone_error
 
@@ -59,3 +59,28 @@ def test_tiles_equal_the_whole_image_with_the_anchor(scale, monkeypatch):
                               (h // 3, w // 2, 100, 80)):
         tile = engine.render_region("ddir", scale, (top, left), (hh, ww))
         np.testing.assert_allclose(tile, whole[top:top + hh, left:left + ww], atol=2e-5)
+
+
+@pytest.mark.parametrize("scale, expected", [
+    (1.2, [(1.5, 1.0)]),
+    (1.5, [(1.5, 1.0)]),
+    (2.0, [(1.5, 1 - np.log(2 / 1.5) / np.log(2)), (3.0, np.log(2 / 1.5) / np.log(2))]),
+    (3.0, [(3.0, 1.0)]),
+    (4.0, [(3.0, 1 - np.log(4 / 3) / np.log(8 / 3)), (8.0, np.log(4 / 3) / np.log(8 / 3))]),
+    (8.0, [(8.0, 1.0)]),
+    (20.0, [(8.0, 1.0)]),
+    ((2.0, 8.0), [(3.0, 1 - np.log(4 / 3) / np.log(8 / 3)), (8.0, np.log(4 / 3) / np.log(8 / 3))]),
+])
+def test_a_zoom_blends_the_references_around_it(scale, expected):
+    got = tone_anchor.references(scale)
+    assert [r for r, _ in got] == [r for r, _ in expected]
+    np.testing.assert_allclose([w for _, w in got], [w for _, w in expected], atol=1e-12)
+    assert sum(w for _, w in got) == pytest.approx(1.0)
+
+
+def test_the_anchor_samples_the_pixel_area_not_its_centre():
+    """d_r is the midpoint rule of the pixel's area: two diagonal points, symmetric about the
+    centre (the centre alone is where a single latent decodes, and biased)."""
+    offsets = np.array(tone_anchor.SAMPLE_OFFSETS)
+    assert len(offsets) >= 2 and np.allclose(offsets.mean(0), 0.0)
+    assert np.all(np.abs(offsets) < 0.5) and not np.any(np.all(offsets == 0.0, axis=1))

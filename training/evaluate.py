@@ -257,12 +257,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradation")
     parser.add_argument("--limit", type=int, help="use only the first N images of a folder")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads (0: torch's default); 1 beside a training run")
     parser.add_argument("--json", metavar="FILE", help="write all results as JSON")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     methods: dict[str, Method] = {} if args.no_bicubic else {"bicubic": bicubic_method}
     models = {}

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ddir_zoom.models import make_model, preset_config, save_checkpoint
+from ddir_zoom.models import load_checkpoint, make_model, preset_config, save_checkpoint
 from ddir_zoom.models.base import ImplicitSR
 from training.data import (
     CITY100_EFFECTIVE_SCALE,
@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    help="start from a trained model file: a LIIF (e.g. the official weights, "
                    "python -m training.pretrained) gives both DDIR encoders and the SR decoder; "
                    "a file of the same model and architecture is continued whole")
+    g.add_argument("--teacher", metavar="FILE",
+                   help="distil from a trained model file of the same kind (e.g. the shipped "
+                   "paper-size DDIR for a compact student): its outputs on the same LR patches "
+                   "become the targets, for --teacher-share of the loss")
+    g.add_argument("--teacher-share", type=float, default=1.0,
+                   help="weight of the teacher's targets; the HR targets get the rest")
     g = p.add_argument_group("data (mix any of them)")
     g.add_argument("--realarbisr", action="append", default=[], metavar="DIR",
                    help="RealArbiSR-layout root (DIR/Train/HR<scale>, LR<scale>)")
@@ -148,18 +154,34 @@ def build_sources(args: argparse.Namespace) -> Mixture:
     return Mixture(sources, [weights.get(s.name, 1.0) for s in sources])
 
 
-def loss_fn(model: ImplicitSR, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """The paper's loss in the normalised range (x - 0.5) / 0.5."""
+def loss_fn(model: ImplicitSR, batch: dict[str, torch.Tensor],
+            teacher: ImplicitSR | None = None, teacher_share: float = 1.0
+            ) -> tuple[torch.Tensor, dict]:
+    """The paper's loss in the normalised range (x - 0.5) / 0.5.
+
+    With a teacher (distillation), each term's target is the teacher's output on the same LR
+    patch and queries for `teacher_share` of its weight and the paper's target for the rest: a
+    student learns the function the stronger model computes, which carries more signal per
+    query than one noisy HR pixel.
+    """
     out = model(batch["lr"], batch["coords"], batch["cells"])
-    hr = (batch["hr"] - 0.5) / 0.5
-    sr_loss = F.l1_loss(out["rgb"], hr)
-    parts = {"sr": sr_loss.item()}
-    loss = sr_loss
+    targets = {"rgb": (batch["hr"] - 0.5) / 0.5}
     if "deformation" in out:
-        target = (batch["hr"] - batch["bicubic"]) / 0.5
-        deformation_loss = F.l1_loss(out["deformation"], target)
-        parts["deformation"] = deformation_loss.item()
-        loss = loss + deformation_loss
+        targets["deformation"] = (batch["hr"] - batch["bicubic"]) / 0.5
+    taught = {}
+    if teacher is not None:
+        with torch.no_grad():
+            taught = teacher(batch["lr"], batch["coords"], batch["cells"])
+    loss, parts = 0.0, {}
+    for key, name in (("rgb", "sr"), ("deformation", "deformation")):
+        if key not in targets:
+            continue
+        term = F.l1_loss(out[key], targets[key])
+        if key in taught:
+            term = teacher_share * F.l1_loss(out[key], taught[key]) + \
+                (1.0 - teacher_share) * term
+        parts[name] = term.item()
+        loss = loss + term
     return loss, parts
 
 
@@ -225,6 +247,11 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
     if args.init and state is None:
         init_from(model, load_init(args.init))
         say(f"initialised from {args.init}", flush=True)
+    teacher = None
+    if getattr(args, "teacher", None):
+        teacher, _ = load_checkpoint(args.teacher, device, expect_model=model.name)
+        teacher.use_channels_last().requires_grad_(False)
+        say(f"distilling from {args.teacher} ({args.teacher_share:g} of the loss)", flush=True)
     rng = np.random.default_rng(args.seed)
     step, best, stale, elapsed = 0, -math.inf, 0, 0.0
     if state is not None:
@@ -298,7 +325,7 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
             group["lr"] = learning_rate(args, step)
         batch = {k: v.to(device, non_blocking=True) for k, v in next_batch().items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss, parts = loss_fn(net, batch)
+            loss, parts = loss_fn(net, batch, teacher, getattr(args, "teacher_share", 1.0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -327,6 +354,9 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
                     best, stale = mean, 0
                     top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
                     info = {"data": [s.name for s in data.sources], "command": command,
+                            **({"teacher": Path(args.teacher).name,
+                                "teacher_share": args.teacher_share}
+                               if getattr(args, "teacher", None) else {}),
                             "train_scales": [args.min_scale, top],
                             "iterations": step, "wall_time_s": round(elapsed),
                             "validation_psnr_y": scores, "seed": args.seed,

@@ -17,8 +17,8 @@ from ddir_zoom.engine import Engine
 from ddir_zoom.imaging import ImageLoadError, Photo, load_photo
 from ddir_zoom.imaging.io import unit_float
 from ddir_zoom.imaging.raw import RAW_SUFFIXES, is_raw, raw_preview
-from ddir_zoom.models import CheckpointError
-from ddir_zoom.resources import bundled_weights
+from ddir_zoom.models import CheckpointError, load_checkpoint
+from ddir_zoom.resources import bundled_first_pass, bundled_weights
 
 BUNDLED = {"DDIR": "ddir", "LIIF": "liif"}
 IMAGE_FILTER = ("Photos (" + " ".join(f"*{s}" for s in sorted(PHOTO_SUFFIXES | RAW_SUFFIXES))
@@ -26,16 +26,25 @@ IMAGE_FILTER = ("Photos (" + " ".join(f"*{s}" for s in sorted(PHOTO_SUFFIXES | R
                 + ");;All files (*)")
 
 
-def load_engine(source: str | Path | Photo, device: str, models: dict[str, Path]
-                ) -> tuple[Engine, list[str]]:
-    """Decode (unless given a Photo) and prepare an engine with `models`; runs off the GUI
-    thread. Returns the engine and warnings about models that could not be loaded."""
+def load_engine(source: str | Path | Photo, device: str,
+                models: dict[str, Path | tuple[Path, Path]]) -> tuple[Engine, list[str]]:
+    """Decode (unless given a Photo) and prepare an engine with `models` (a file, or a file
+    and its fast first pass); runs off the GUI thread. Returns the engine and warnings about
+    models that could not be loaded."""
     photo = source if isinstance(source, Photo) else load_photo(source)
     engine = Engine(photo, device=device)
     warnings = []
-    for name, path in models.items():
+    for name, files in models.items():
+        path, first_pass = files if isinstance(files, tuple) else (files, None)
+        fast = None
+        if first_pass is not None:
+            try:
+                fast, _ = load_checkpoint(first_pass, expect_model=None)
+            except (CheckpointError, OSError, RuntimeError) as exc:
+                # The model still works, only without its quick first pass.
+                warnings.append(f"{name}'s first pass: {exc}")
         try:
-            engine.add_model(name, path)
+            engine.add_model(name, path, first_pass=fast)
         except (CheckpointError, OSError, RuntimeError) as exc:
             warnings.append(f"{name}: {exc}")
     return engine, warnings
@@ -68,9 +77,12 @@ class PhotoOpening:
         create_worker(make, _start_thread=True,
                       _connect={"returned": shown, "errored": lambda exc: None})
 
-    def _models(self) -> dict[str, Path]:
-        models = {name: bundled_weights(kind) for name, kind in BUNDLED.items()
-                  if bundled_weights(kind).exists()}
+    def _models(self) -> dict[str, Path | tuple[Path, Path]]:
+        models: dict[str, Path | tuple[Path, Path]] = {}
+        for name, kind in BUNDLED.items():
+            if bundled_weights(kind).exists():
+                fast = bundled_first_pass(kind)
+                models[name] = (bundled_weights(kind), fast) if fast else bundled_weights(kind)
         for path in self.settings.models:
             if Path(path).exists():
                 models[Path(path).stem] = Path(path)

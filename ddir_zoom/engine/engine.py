@@ -48,6 +48,9 @@ class Engine:
         self.feature_cache = ByteLRU(feature_cache_bytes, tensor_bytes)
         self.notify = notify or (lambda message: None)
         self.methods: dict[str, RenderMethod] = {"bicubic": BicubicMethod(photo.rgb)}
+        # Fast models that show a view first while a slow one refines it (see `add_model`):
+        # methods of their own, not offered to the user.
+        self.first_passes: dict[str, NeuralMethod] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -58,20 +61,40 @@ class Engine:
     def size(self) -> tuple[int, int]:
         return self.source.size
 
-    def add_model(self, name: str, model: ImplicitSR | str | os.PathLike) -> NeuralMethod:
-        """Make a model available as method `name`; `model` may be a checkpoint path."""
-        if not isinstance(model, ImplicitSR):
-            model, _ = load_checkpoint(Path(model), device="cpu")
-        method = NeuralMethod(name, model, self.photo.rgb, self.device, self.feature_cache,
-                              self.notify)
+    def add_model(self, name: str, model: ImplicitSR | str | os.PathLike,
+                  first_pass: ImplicitSR | str | os.PathLike | None = None) -> NeuralMethod:
+        """Make a model available as method `name`; `model` may be a checkpoint path.
+
+        first_pass: a fast model (a distilled student) that the progressive renderer shows
+        first, tile by tile, while `model` refines the view; exports use `model` alone.
+        """
+        method = self._neural(name, model)
+        fast = self._neural(f"{name} (first pass)", first_pass) if first_pass else None
         self.methods[name] = method
+        if fast is None:
+            self.first_passes.pop(name, None)
+        else:
+            self.first_passes[name] = fast
         return method
 
+    def _neural(self, name: str, model: ImplicitSR | str | os.PathLike) -> NeuralMethod:
+        if not isinstance(model, ImplicitSR):
+            model, _ = load_checkpoint(Path(model), device="cpu")
+        return NeuralMethod(name, model, self.photo.rgb, self.device, self.feature_cache,
+                            self.notify)
+
+    def first_pass(self, name: str) -> str | None:
+        """The name of method `name`'s first pass, if it has one."""
+        fast = self.first_passes.get(name)
+        return fast.name if fast is not None else None
+
     def method(self, name: str) -> RenderMethod:
-        try:
-            return self.methods[name]
-        except KeyError:
-            raise KeyError(f"no method {name!r} (available: {', '.join(self.methods)})") from None
+        method = self.methods.get(name)
+        if method is None:
+            method = next((m for m in self.first_passes.values() if m.name == name), None)
+        if method is None:
+            raise KeyError(f"no method {name!r} (available: {', '.join(self.methods)})")
+        return method
 
     def render_region(self, method: str, scale: float | tuple[float, float],
                       offset: tuple[float, float], shape: tuple[int, int],

@@ -137,13 +137,17 @@ class NeuralMethod:
         rgb = self.model.query(grids, coords[None], cells[None].float(), self.features.size,
                                appearance, chunk=self.chunk)
         if self.model.tone_anchor:
-            fields, origin = self._anchor_field(region, appearance, cancelled)
+            fields = {}
+            for reference, _ in tone_anchor.references(scale):
+                fields[reference], origin = self._anchor_field(region, reference, appearance,
+                                                               cancelled)
             rgb = tone_anchor.apply(rgb, coords[None], tone_anchor.blend(fields, scale), origin)
         return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
 
-    def _anchor_field(self, region: tuple[int, int, int, int], appearance,
+    def _anchor_field(self, region: tuple[int, int, int, int], reference: float, appearance,
                       cancelled: Callable[[], bool] | None) -> tuple[torch.Tensor, tuple]:
-        """The tone anchor's correction over LR pixels `region` (y0, x0, y1, x1), stitched
+        """The tone anchor's correction at `reference` scale over LR pixels `region`
+        (y0, x0, y1, x1), stitched
         from tiles of ANCHOR_TILE LR pixels, each computed once per photo with its halo so
         that it equals the whole photo's correction (`models.tone_anchor`)."""
         t = ANCHOR_TILE
@@ -154,12 +158,12 @@ class NeuralMethod:
             for tx in range(x0 // t, (max(x0, x1 - 1)) // t + 1):
                 # In the engine's byte-bounded cache, beside the feature tiles: a tile
                 # evicted is computed again, identically.
-                key = (self.name, "tone-anchor", ty, tx)
+                key = (self.name, "tone-anchor", reference, ty, tx)
                 tile = self.cache.get(key)
                 if tile is None:
                     if cancelled is not None and cancelled():
                         raise Cancelled
-                    tile = self._anchor_tile(ty, tx, appearance)
+                    tile = self._anchor_tile(ty, tx, reference, appearance)
                     self.cache.put(key, {"anchor": tile})
                 else:
                     tile = tile["anchor"]
@@ -169,20 +173,20 @@ class NeuralMethod:
         origin = ((y0 // t) * t, (x0 // t) * t)
         return field, origin
 
-    def _anchor_tile(self, ty: int, tx: int, appearance) -> torch.Tensor:
+    def _anchor_tile(self, ty: int, tx: int, reference: float, appearance) -> torch.Tensor:
         t, halo = ANCHOR_TILE, tone_anchor.HALO
         h, w = self.rgb.shape[:2]
         y0, x0 = ty * t, tx * t
         y1, x1 = min(h, y0 + t), min(w, x0 + t)
         oy0, ox0 = max(0, y0 - halo), max(0, x0 - halo)
         oy1, ox1 = min(h, y1 + halo), min(w, x1 + halo)
-        # The latents of a query at an LR pixel's centre are that pixel and its neighbours.
+        # The latents of a query within an LR pixel are that pixel and its neighbours.
         self.features.ensure(max(0, oy0 - 1), max(0, ox0 - 1), oy1 + 1, ox1 + 1)
         grids = self.features.grids(max(0, oy0 - 1), max(0, ox0 - 1), oy1 + 1, ox1 + 1)
         lr = torch.from_numpy(np.ascontiguousarray(self.rgb[oy0:oy1, ox0:ox1])).permute(
             2, 0, 1)[None].to(self.device)
         field = tone_anchor.correction_region(self.model, grids, lr, (oy0, ox0), (h, w),
-                                              appearance)
+                                              appearance, reference)
         return field[:, :, y0 - oy0:y1 - oy0, x0 - ox0:x1 - ox0].contiguous()
 
     def _with_oom_fallback(self, work: Callable[[], object]):

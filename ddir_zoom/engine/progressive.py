@@ -12,6 +12,12 @@ the older one's outstanding tiles; generation checks and deliveries happen under
 Refined tiles are cached per method, scale and position (bounded in bytes), so returning to a
 view, or panning over refined ground, is instant.
 
+A method may have a first pass (`Engine.add_model(..., first_pass=)`): a fast model, such as a
+student distilled from a slow one, whose tiles come first (`TileUpdate.final` False) so that a
+view turns sharp within a second or two, and are then replaced by the method's own. Progress
+(`done`, `total`) and `on_finished` count the method's own tiles only, and only those are what
+an export shows.
+
 When it has nothing to refine, the worker prefetches: it encodes the feature tiles under the
 latest view of each neural method shown, nearest the centre first, up to half the feature cache,
 one tile at a time so that a new request waits at most one tile. Zooming into a photo first seen
@@ -64,6 +70,7 @@ class TileUpdate:
     done: int  # refined tiles of this view so far (cached ones included)
     total: int
     channel: int = 0
+    final: bool = True  # False for a first pass's tile, which the method's own will replace
 
 
 @dataclass
@@ -72,7 +79,7 @@ class _Job:
     channel: int
     view: View
     method: str
-    pending: list[tuple[int, int]]
+    pending: list[tuple[str, tuple[int, int]]]  # (method or its first pass, tile), in order
     done: int
     total: int
 
@@ -83,7 +90,7 @@ class _Canvas:
 
     view: View
     image: np.ndarray
-    refined: int = 0
+    painted: set = field(default_factory=set)  # tiles showing refined pixels (any pass)
     total: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -130,19 +137,29 @@ class ProgressiveRenderer:
         done = 0
         for tile, pixels in cached.items():
             if pixels is not None:
-                y, x, h, w = self._screen_rect(view, tile)
-                ty, tx = y + view.origin[0] - tile[0] * TILE, x + view.origin[1] - tile[1] * TILE
-                image[y:y + h, x:x + w] = pixels[ty:ty + h, tx:tx + w]
+                self._paste(image, view, tile, pixels)
                 done += 1
+        painted = {tile for tile, pixels in cached.items() if pixels is not None}
+        work = []
+        fast = self.engine.first_pass(method)
+        if fast is not None:
+            for tile in pending:
+                pixels = self.tiles.get((fast, view.scale, tile))
+                if pixels is None:
+                    work.append((fast, tile))
+                else:
+                    self._paste(image, view, tile, pixels)
+                    painted.add(tile)
+        work += [(method, tile) for tile in pending]
         prefetch = self._prefetch_plan(view, method)
         with self._cond:
             self._counter += 1
             generation = self._counter
             self._current[channel] = generation
             self._prefetch = prefetch + [p for p in self._prefetch if p[0].name != method]
-            self._canvas[channel] = _Canvas(view, image.copy(), done, len(tiles))
+            self._canvas[channel] = _Canvas(view, image.copy(), painted, len(tiles))
             if pending:
-                self._jobs[channel] = _Job(generation, channel, view, method, pending, done,
+                self._jobs[channel] = _Job(generation, channel, view, method, work, done,
                                            len(tiles))
             else:
                 self._jobs.pop(channel, None)
@@ -163,8 +180,8 @@ class ProgressiveRenderer:
             self._prefetch = []
 
     def forget(self, method: str) -> None:
-        """Drop the cached tiles of `method` (its model changed)."""
-        self.tiles.discard(lambda key: key[0] == method)
+        """Drop the cached tiles of `method` and of its first pass (its model changed)."""
+        self.tiles.discard(lambda key: key[0] in (method, f"{method} (first pass)"))
 
     def close(self) -> None:
         with self._cond:
@@ -203,7 +220,7 @@ class ProgressiveRenderer:
         at least half of it was refined; else the photo's preview."""
         source = self.engine.source
         canvas = self._canvas.get(channel)
-        if canvas is not None and canvas.total and canvas.refined * 2 >= canvas.total:
+        if canvas is not None and canvas.total and len(canvas.painted) * 2 >= canvas.total:
             ratio = view.scale / canvas.view.scale
             if 1.0 / NEARBY_SCALE <= ratio <= NEARBY_SCALE:
                 rect = source.photo_rect(view)
@@ -223,6 +240,12 @@ class ProgressiveRenderer:
                         return sample_view(canvas.image, view, rect, step, start)
         return source.preview(view)
 
+    def _paste(self, image: np.ndarray, view: View, tile: tuple[int, int],
+               pixels: np.ndarray) -> None:
+        y, x, h, w = self._screen_rect(view, tile)
+        ty, tx = y + view.origin[0] - tile[0] * TILE, x + view.origin[1] - tile[1] * TILE
+        image[y:y + h, x:x + w] = pixels[ty:ty + h, tx:tx + w]
+
     def _screen_rect(self, view: View, tile: tuple[int, int]) -> tuple[int, int, int, int]:
         y, x, h, w = tile_rect(tile, self.engine.size, view.scale)
         top, left = max(y, view.origin[0]), max(x, view.origin[1])
@@ -231,8 +254,9 @@ class ProgressiveRenderer:
         return top - view.origin[0], left - view.origin[1], bottom - top, right - left
 
     # --- the worker -------------------------------------------------------------------------
-    def _next(self) -> tuple[_Job, tuple[int, int]] | None:
-        """The next tile to refine: channels take turns. Called with the lock held."""
+    def _next(self) -> tuple[_Job, tuple[str, tuple[int, int]]] | None:
+        """The next (method, tile) to render: channels take turns. Called with the lock
+        held."""
         if not self._jobs:
             return None
         channel = min(self._jobs, key=lambda c: self._jobs[c].done)  # the least refined first
@@ -254,7 +278,7 @@ class ProgressiveRenderer:
                     method, ty, tx = self._prefetch.pop(0)
                     job = None
                 else:
-                    job, tile = self._next()
+                    job, work = self._next()
             if job is None:
                 try:
                     method.prepare()
@@ -264,12 +288,12 @@ class ProgressiveRenderer:
                     traceback.print_exc()
                 continue
             try:
-                if job.method not in prepared:
-                    method = self.engine.method(job.method)
+                if work[0] not in prepared:
+                    method = self.engine.method(work[0])
                     if isinstance(method, NeuralMethod):
                         method.prepare()
-                    prepared.add(job.method)
-                self._refine(job, tile)
+                    prepared.add(work[0])
+                self._refine(job, *work)
             except Cancelled:
                 pass
             except Exception as exc:  # the user sees a message, the worker lives on
@@ -279,21 +303,21 @@ class ProgressiveRenderer:
                         self._jobs.pop(job.channel, None)
                         self.on_error(job.generation, f"{type(exc).__name__}: {exc}")
 
-    def _refine(self, job: _Job, tile: tuple[int, int]) -> None:
+    def _refine(self, job: _Job, method: str, tile: tuple[int, int]) -> None:
         def cancelled() -> bool:
             return self._current.get(job.channel) != job.generation
 
         if cancelled():
             return
         view, scale = job.view, job.view.scale
+        final = method == job.method
         y, x, h, w = tile_rect(tile, self.engine.size, scale)
-        pixels = to_uint8(self.engine.render_region(job.method, scale, (y, x), (h, w),
-                                                    cancelled))
-        self.tiles.put((job.method, scale, tile), pixels)
+        pixels = to_uint8(self.engine.render_region(method, scale, (y, x), (h, w), cancelled))
+        self.tiles.put((method, scale, tile), pixels)
         with self._cond:
             if cancelled():
                 return
-            job.done += 1
+            job.done += final
             sy, sx, sh, sw = self._screen_rect(view, tile)
             ty, tx = sy + view.origin[0] - y, sx + view.origin[1] - x
             visible = pixels[ty:ty + sh, tx:tx + sw]
@@ -301,8 +325,8 @@ class ProgressiveRenderer:
             if canvas is not None and canvas.view == view:
                 with canvas.lock:
                     canvas.image[sy:sy + sh, sx:sx + sw] = visible
-                    canvas.refined += 1
+                    canvas.painted.add(tile)
             self.on_tile(TileUpdate(job.generation, tile, (sy, sx, sh, sw), visible, job.done,
-                                    job.total, job.channel))
-            if job.done == job.total:
+                                    job.total, job.channel, final))
+            if final and job.done == job.total:
                 self.on_finished(job.generation)

@@ -33,9 +33,9 @@ def upscale_image(
     out_h, out_w = out_shape or (round(h * sy), round(w * sx))
     lr = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
     grids, appearance = model.prepare(lr.float())
-    field = tone_anchor.blend(tone_anchor.correction_region(
-        model, grids, lr.float(), (0, 0), (h, w), appearance), (sy, sx)) \
-        if model.tone_anchor else None
+    field = tone_anchor.blend(
+        {r: tone_anchor.correction_region(model, grids, lr.float(), (0, 0), (h, w), appearance, r)
+         for r, _ in tone_anchor.references((sy, sx))}, (sy, sx)) if model.tone_anchor else None
     out = np.empty((out_h, out_w, 3), np.float32)
     rows = rows_per_chunk or max(1, 65536 // out_w)
     for top in range(0, out_h, rows):
