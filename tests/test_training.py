@@ -10,7 +10,7 @@ from PIL import Image
 
 from ddir_zoom.imaging import load_photo, resize
 from ddir_zoom.imaging.resample import sample_bicubic
-from ddir_zoom.models import load_checkpoint
+from ddir_zoom.models import load_checkpoint, make_model, save_checkpoint
 from ddir_zoom.models.checkpoint import read_header
 from ddir_zoom.models.upscale import upscale_image
 from training import evaluate, report, train
@@ -359,3 +359,34 @@ def test_report_merges_evaluations_run_apart():
     assert set(merged["results"][0]["table"]) == {"bicubic", "LIIF", "DDIR"}
     text = report.quality_table(merged)
     assert "| b100 x3 | 3 | 19.00 / 0.5000 | **19.50** / 0.5000 | - |" in text
+
+
+def test_distillation_targets_are_the_teachers_outputs(tmp_path, rng):
+    """With --teacher, each loss term's target is the teacher's output for its share: a student
+    equal to its teacher has no loss left at share 1, and the HR term's loss at share 0."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save(photos / "p.png", _smooth_photo(rng, 160, 160))
+    batch = Mixture([SyntheticSource([photos])]).batch(np.random.default_rng(0), 2, 16, 128,
+                                                       deformation_target=True)
+    torch.manual_seed(0)
+    model = make_model({"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 8},
+                        "hidden": [16]})
+    alone, alone_parts = train.loss_fn(model, batch)
+    taught, _ = train.loss_fn(model, batch, teacher=model, teacher_share=1.0)
+    assert float(taught) == pytest.approx(0.0, abs=1e-7) and float(alone) > 0.01
+    half, _ = train.loss_fn(model, batch, teacher=model, teacher_share=0.5)
+    assert float(half) == pytest.approx(0.5 * float(alone), rel=1e-5)
+    _, hr_parts = train.loss_fn(model, batch, teacher=model, teacher_share=0.0)
+    assert hr_parts == pytest.approx(alone_parts)
+
+    out = tmp_path / "student"
+    weights = tmp_path / "teacher.safetensors"
+    save_checkpoint(model, weights, {})
+    args = ["--model", "ddir", "--config", json.dumps(model.config), "--photos", str(photos),
+            "--iterations", "4", "--batch", "2", "--patch", "16", "--queries", "128",
+            "--val-every", "4", "--teacher", str(weights), "--teacher-share", "0.75",
+            "--out", str(out)]
+    assert train.main(args) == 0
+    _, info = load_checkpoint(out / "best.safetensors")
+    assert info["teacher"] == "teacher.safetensors" and info["teacher_share"] == 0.75
