@@ -122,6 +122,7 @@ import signal  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 import zlib  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -389,3 +390,60 @@ def test_help_mentions_upscale_and_fits_a_terminal(capsys):
     with pytest.raises(SystemExit):
         cli(["--help"])
     assert "ddir-zoom upscale" in capsys.readouterr().out
+
+
+def _camera_exif() -> bytes:
+    """EXIF as a camera writes it: main tags plus Exif and GPS sub-directories."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "Canon", "EOS R5", 1  # make, model, orientation
+    exif[0x8769] = {0x829A: 0.004, 0x9003: "2026:11:23 10:00:00", 0x927C: b"\0" * 64}
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0)}
+    return exif.tobytes()
+
+
+def test_a_camera_photo_exports_to_tiff_without_libtiff_noise(tmp_path, photo, capfd):
+    """libtiff cannot write EXIF sub-directories into a compressed TIFF: it printed an error
+    on stderr (C level) and Pillow raised after the whole render. They are left out, with a
+    warning; the main tags are kept."""
+    engine = Engine.open(photo, device="cpu")
+    engine.photo.exif = _camera_exif()
+    warned = []
+    out = export_region(engine, tmp_path / "out.tif", "bicubic", scale=2, warn=warned.append)
+    assert len(warned) == 1 and "Exif and GPS" in warned[0] and str(out) in warned[0]
+    assert capfd.readouterr().err == ""  # nothing from libtiff on file descriptor 2
+    with Image.open(out) as image:
+        assert image.getexif()[0x010F] == "Canon" and 0x8769 not in image.getexif()
+    out = export_region(engine, tmp_path / "out.png", "bicubic", scale=2, warn=warned.append)
+    assert len(warned) == 1  # PNG keeps every directory
+    with Image.open(out) as image:
+        assert image.getexif().get_ifd(0x8825)[1] == "N"
+
+
+def test_pillow_warnings_do_not_reach_the_user(tmp_path, photo, capfd):
+    """A JPEG whose EXIF is cut short makes Pillow warn ('Corrupt EXIF data'): the photo opens,
+    and nothing is printed."""
+    bad = tmp_path / "bad_exif.jpg"
+    Image.open(photo).save(bad, exif=_camera_exif()[:40])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        assert load_photo(bad).rgb.shape == (40, 60, 3)
+    assert capfd.readouterr().err == ""
+
+
+def test_permission_messages_name_the_output_not_the_temporary_file(tmp_path, photo,
+                                                                   monkeypatch):
+    engine = Engine.open(photo, device="cpu")
+    real_replace = os.replace
+
+    def denied(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", str(src))
+
+    monkeypatch.setattr(os, "replace", denied)
+    target = tmp_path / "out.png"
+    with pytest.raises(ImageSaveError) as caught:
+        export_region(engine, target, "bicubic", scale=2, overwrite=True)
+    message = str(caught.value)
+    assert str(target) in message and "Permission denied" in message
+    assert ".part" not in message and message.count(str(tmp_path)) == 1
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert _leftovers(tmp_path) == []

@@ -39,6 +39,7 @@ from ddir_zoom.imaging.io import (
     forget_temporary,
     format_for,
     save_options,
+    tiff_exif,
     to_uint8,
     track_temporary,
 )
@@ -243,6 +244,15 @@ def writable_metadata(path: Path, fmt: str, exif: bytes | None, icc: bytes | Non
         warn(f"{path}: the photo's EXIF block ({len(exif) // 1024} KB) is larger than a JPEG "
              "can hold (64 KB); it is left out (PNG, TIFF and WebP can hold it)")
         exif = None
+    if exif and fmt == "TIFF":
+        kept, dropped = tiff_exif(exif)
+        if dropped == ["damaged"]:
+            warn(f"{path}: the photo's EXIF block is damaged; it is left out")
+        elif dropped:
+            warn(f"{path}: a compressed TIFF keeps the photo's main EXIF tags (camera, date, "
+                 f"orientation) but not its {' and '.join(dropped)} details; PNG, JPEG and "
+                 "WebP keep them all")
+        exif = kept
     if icc and len(icc) > MAX_ICC:
         warn(f"{path}: the photo's colour profile ({len(icc) // 1024} KB) is too large for "
              "image readers (over 1 MB); it is left out")

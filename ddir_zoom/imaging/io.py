@@ -503,9 +503,34 @@ def format_for(path: Path) -> str:
     return fmt
 
 
+TIFF_SUBDIRECTORY_TAGS = {0x8769: "Exif", 0x8825: "GPS", 0xA005: "interoperability",
+                          0x014A: "sub-image"}
+"""EXIF tags that point to further directories. A compressed TIFF is written by libtiff, which
+cannot write them from an EXIF block: it prints an error to stderr and Pillow raises."""
+
+
+def tiff_exif(exif: bytes | None) -> tuple[bytes | None, list[str]]:
+    """`exif` as a compressed TIFF can hold it: the main directory's tags (camera, date,
+    orientation, author), without the sub-directories (exposure, GPS). Returns the block (None
+    if nothing is left or it does not parse) and the names of the directories left out."""
+    if not exif:
+        return None, []
+    try:
+        parsed = Image.Exif()
+        parsed.load(exif)
+        dropped = [name for tag, name in TIFF_SUBDIRECTORY_TAGS.items() if tag in parsed]
+        for tag in TIFF_SUBDIRECTORY_TAGS:
+            parsed.pop(tag, None)
+        return (parsed.tobytes() if len(parsed) else None), dropped
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
+        return None, ["damaged"]
+
+
 def save_options(fmt: str, exif: bytes | None, icc_profile: bytes | None, quality: int) -> dict:
     """Pillow save options of ddir-zoom for a format."""
     options: dict = {}
+    if exif and fmt == "TIFF":
+        exif, _ = tiff_exif(exif)  # the exporter has said what is left out (writable_metadata)
     if exif:
         options["exif"] = exif
     if icc_profile:
