@@ -1,0 +1,130 @@
+"""How the tone anchor should sample the model: the experiment behind `models.tone_anchor`.
+
+For photos of a folder (a centred crop each, as `training.evaluate --tone`), the shipped DDIR
+without its anchor is rendered at x1.5, x3, x5 and x8, and corrected with anchors that differ
+only in how d_r samples each LR pixel and at which reference scales:
+
+- oracle: the correction from the render itself, area-averaged back onto the LR grid (what the
+  tone check measures; exact, but needs the whole render first)
+- centre: one point, the pixel centre (the first anchor)
+- quadrant: one point, (+1/4, +1/4) from the centre
+- diagonal: two points, (-1/4, -1/4) and (+1/4, +1/4) (the shipped anchor)
+- four: the 2 x 2 midpoint rule
+each at the references (1.5, 3, 8), and centre and diagonal also at (2, 8) (the first anchor's).
+Prints MAD / contrast change (levels, `training.tone`) per photo and scale, and the worst.
+
+    PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/b100 --limit 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddir_zoom.imaging.io import load_photo
+from ddir_zoom.imaging.resample import resample_region
+from ddir_zoom.models import load_checkpoint
+from ddir_zoom.models import tone_anchor as ta
+from ddir_zoom.models.geometry import upscale_queries
+from ddir_zoom.models.upscale import upscale_image
+from ddir_zoom.resources import bundled_weights
+from training.data import list_images
+from training.tone import tone_error
+
+SAMPLINGS = {
+    "centre": [(0.0, 0.0)],
+    "quadrant": [(0.25, 0.25)],
+    "diagonal": [(-0.25, -0.25), (0.25, 0.25)],
+    "four": [(a, b) for a in (-0.25, 0.25) for b in (-0.25, 0.25)],
+}
+VARIANTS = [(name, (1.5, 3.0, 8.0)) for name in SAMPLINGS] + [
+    ("centre", (2.0, 8.0)), ("diagonal", (2.0, 8.0))]
+
+
+def field(model, grids, appearance, lr: torch.Tensor, scale: float, offsets) -> torch.Tensor:
+    """c_r at reference `scale`, d_r the mean of the model at `offsets` in every LR pixel."""
+    _, _, h, w = lr.shape
+    ys = torch.arange(h, dtype=torch.float64) + 0.5
+    xs = torch.arange(w, dtype=torch.float64) + 0.5
+    centres = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(1, -1, 2)
+    cells = torch.full_like(centres, 1.0 / scale, dtype=lr.dtype)
+    d = sum(model.query(grids, centres + centres.new_tensor(o), cells, (h, w), appearance)
+            for o in offsets) / len(offsets)
+    return ta.lowpass(lr - d.reshape(1, h, w, 3).permute(0, 3, 1, 2), torch.ones(1, 1, h, w))
+
+
+def blended(fields: list[torch.Tensor], refs: tuple[float, ...], s: float) -> torch.Tensor:
+    if s <= refs[0]:
+        return fields[0]
+    for i in range(len(refs) - 1):
+        if s < refs[i + 1]:
+            t = math.log(s / refs[i]) / math.log(refs[i + 1] / refs[i])
+            return fields[i] * (1 - t) + fields[i + 1] * t
+    return fields[-1]
+
+
+def corrected(y: np.ndarray, c: torch.Tensor, s: float) -> np.ndarray:
+    h, w = y.shape[:2]
+    coords, _ = upscale_queries((s, s), (h, w), (0, 0), torch.device("cpu"))
+    out = ta.apply(torch.from_numpy(y).reshape(1, -1, 3).double(), coords[None], c.double(),
+                   (0, 0))
+    return out[0].reshape(h, w, 3).clamp(0, 1).numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder")
+    parser.add_argument("--limit", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--scales", default="1.5,3,5,8")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, _ = load_checkpoint(bundled_weights("ddir"))
+    model.tone_anchor = False
+    rows = []
+    for path in list_images(args.folder)[:args.limit]:
+        rgb = load_photo(path).rgb
+        top, left = max(0, (rgb.shape[0] - args.crop) // 2), max(0, (rgb.shape[1] - args.crop) // 2)
+        photo = np.ascontiguousarray(rgb[top:top + args.crop, left:left + args.crop])
+        lr = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
+        grids, appearance = model.prepare(lr)
+        c_r = {(r, sampling): field(model, grids, appearance, lr, r, SAMPLINGS[sampling])
+               for sampling, refs in VARIANTS for r in refs}
+        for s in (float(v) for v in args.scales.split(",")):
+            y = upscale_image(model, photo, s)
+            h, w = photo.shape[:2]
+            back = resample_region(y, 1.0 / s, (0, 0), (h, w), "area")
+            oracle = ta.lowpass(lr.double() - torch.from_numpy(back.transpose(2, 0, 1).copy())
+                                [None].double(), torch.ones(1, 1, h, w, dtype=torch.float64))
+            errors = {"none": tone_error(y, photo, s),
+                      "oracle": tone_error(corrected(y, oracle, s), photo, s)}
+            for sampling, refs in VARIANTS:
+                c = blended([c_r[r, sampling] for r in refs], refs, s)
+                key = f"{sampling} at x{', x'.join(f'{r:g}' for r in refs)}"
+                errors[key] = tone_error(corrected(y, c, s), photo, s)
+            rows.append({"photo": path.name, "scale": s,
+                         **{k: [e.mad_255, e.contrast_255] for k, e in errors.items()}})
+            print(path.name, f"x{s:g}", " | ".join(f"{k}: {e.mad_255:.2f} / {e.contrast_255:.2f}"
+                                                    for k, e in errors.items()), flush=True)
+    keys = [k for k in rows[0] if k not in ("photo", "scale")]
+    worst = {k: [max(r[k][0] for r in rows), max(r[k][1] for r in rows)] for k in keys}
+    print("\nworst MAD / contrast change (levels):")
+    for k, (mad, contrast) in worst.items():
+        print(f"- {k}: {mad:.2f} / {contrast:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "worst": worst}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
