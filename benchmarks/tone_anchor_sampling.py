@@ -10,7 +10,9 @@ only in how d_r samples each LR pixel and at which reference scales:
 - quadrant: one point, (+1/4, +1/4) from the centre
 - diagonal: two points, (-1/4, -1/4) and (+1/4, +1/4) (the shipped anchor)
 - four: the 2 x 2 midpoint rule
-each at the references (1.5, 3, 8), and centre and diagonal also at (2, 8) (the first anchor's).
+each at the references (1.5, 3, 8), and centre and diagonal also at (2, 8) (the first anchor's);
+and `tone_anchor.correction_region` itself, as shipped ("shipped") and with STRIDE 2 (the
+diagonal pair in every other row and column: a quarter of the cost).
 Prints MAD / contrast change (levels, `training.tone`) per photo and scale, and the worst.
 
     PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/b100 --limit 3
@@ -108,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
                                 [None].double(), torch.ones(1, 1, h, w, dtype=torch.float64))
             errors = {"none": tone_error(y, photo, s),
                       "oracle": tone_error(corrected(y, oracle, s), photo, s)}
+            for name, stride in (("shipped", ta.STRIDE), ("shipped with stride 2", 2)):
+                shipped_stride, ta.STRIDE = ta.STRIDE, stride
+                try:
+                    c = ta.blend({r: ta.correction_region(model, grids, lr, (0, 0), (h, w),
+                                                          appearance, r)
+                                  for r in ta.REFERENCE_SCALES}, s)
+                finally:
+                    ta.STRIDE = shipped_stride
+                errors[name] = tone_error(corrected(y, c, s), photo, s)
             for sampling, refs in VARIANTS:
                 c = blended([c_r[r, sampling] for r in refs], refs, s)
                 key = f"{sampling} at x{', x'.join(f'{r:g}' for r in refs)}"

@@ -44,11 +44,12 @@ def test_the_anchor_takes_a_drift_out(scale):
     assert anchored.mad_255 < 0.1 * drifting.mad_255
 
 
-@pytest.mark.parametrize("scale", [1.5, 2.7, 5.0])
-def test_tiles_equal_the_whole_image_with_the_anchor(scale, monkeypatch):
+@pytest.mark.parametrize("scale, stride", [(1.5, 1), (2.7, 1), (5.0, 1), (2.7, 2)])
+def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, monkeypatch):
     """Small anchor tiles (and the 150 x 170 photo spans 2 x 2 feature tiles), so that renders
-    cross several of each."""
+    cross several of each; sparse sampling (STRIDE 2) must be tile-exact too."""
     monkeypatch.setattr(methods_module, "ANCHOR_TILE", 32)
+    monkeypatch.setattr(tone_anchor, "STRIDE", stride)
     photo = _photo()
     model = _drifting_model(True)
     whole = upscale_image(model, photo, scale)
