@@ -47,6 +47,8 @@ class Layer:
         self.has_alpha = False
         self.done = 0
         self.total = 0
+        self.to_refine = 0  # tiles the frame had left to refine when it was shown
+        self.first_pass = 0  # of them, shown by the method's first pass so far
 
     def set_frame(self, frame: Frame, label: str) -> None:
         self.label = label
@@ -59,6 +61,8 @@ class Layer:
         self.has_alpha = False
         self.done = frame.total - len(frame.pending)
         self.total = frame.total
+        self.to_refine = len(frame.pending)
+        self.first_pass = 0
 
     def set_alpha(self, alpha: np.ndarray | None) -> None:
         """Show the frame with this transparency (uint8, the frame's size) over a
@@ -80,6 +84,7 @@ class Layer:
         y, x, h, w = update.rect
         self.canvas[y:y + h, x:x + w, :3] = update.pixels
         self.done = update.done
+        self.first_pass += not update.final
         return QRect(x, y, w, h)
 
     @property
