@@ -16,6 +16,8 @@ diagonal pair in every other row and column: a quarter of the cost).
 Prints MAD / contrast change (levels, `training.tone`) per photo and scale, and the worst.
 
     PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/b100 --limit 3
+    PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/set14 \
+        --synthetic --scales 3.7 --limit 14 --shipped-only --sigma 3     # the low-pass's width
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ddir_zoom.models.geometry import upscale_queries
 from ddir_zoom.models.upscale import upscale_image
 from ddir_zoom.resources import bundled_weights
 from training.data import list_images
+from training.evaluate import synthetic_pairs
 from training.tone import tone_error
 
 SAMPLINGS = {
@@ -87,22 +90,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--scales", default="1.5,3,5,8")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--sigma", type=float, help="the low-pass's sigma (default: shipped)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="zoom the folder's images degraded synthetically at each scale "
+                        "(as training.evaluate --synthetic) instead of crops of them")
+    parser.add_argument("--shipped-only", action="store_true",
+                        help="only no anchor, the oracle and the shipped anchor")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.sigma:
+        ta.SIGMA, ta.RADIUS = args.sigma, math.ceil(3 * args.sigma)
     model, _ = load_checkpoint(bundled_weights("ddir"))
     model.tone_anchor = False
+    variants = [] if args.shipped_only else VARIANTS
+    scales = [float(v) for v in args.scales.split(",")]
+    if args.synthetic:
+        inputs = [(pair.name, pair.lr, [s]) for s in scales
+                  for pair in synthetic_pairs(args.folder, s)[:args.limit]]
+    else:
+        inputs = []
+        for path in list_images(args.folder)[:args.limit]:
+            rgb = load_photo(path).rgb
+            top = max(0, (rgb.shape[0] - args.crop) // 2)
+            left = max(0, (rgb.shape[1] - args.crop) // 2)
+            inputs.append((path.name, np.ascontiguousarray(
+                rgb[top:top + args.crop, left:left + args.crop]), scales))
     rows = []
-    for path in list_images(args.folder)[:args.limit]:
-        rgb = load_photo(path).rgb
-        top, left = max(0, (rgb.shape[0] - args.crop) // 2), max(0, (rgb.shape[1] - args.crop) // 2)
-        photo = np.ascontiguousarray(rgb[top:top + args.crop, left:left + args.crop])
+    for name, photo, photo_scales in inputs:
         lr = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
         grids, appearance = model.prepare(lr)
         c_r = {(r, sampling): field(model, grids, appearance, lr, r, SAMPLINGS[sampling])
-               for sampling, refs in VARIANTS for r in refs}
-        for s in (float(v) for v in args.scales.split(",")):
+               for sampling, refs in variants for r in refs}
+        for s in photo_scales:
             y = upscale_image(model, photo, s)
             h, w = photo.shape[:2]
             back = resample_region(y, 1.0 / s, (0, 0), (h, w), "area")
@@ -110,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                                 [None].double(), torch.ones(1, 1, h, w, dtype=torch.float64))
             errors = {"none": tone_error(y, photo, s),
                       "oracle": tone_error(corrected(y, oracle, s), photo, s)}
-            for name, stride in (("shipped", ta.STRIDE), ("shipped with stride 2", 2)):
+            for key, stride in (("shipped", ta.STRIDE), ("shipped with stride 2", 2)):
+                if args.shipped_only and key != "shipped":
+                    continue
                 shipped_stride, ta.STRIDE = ta.STRIDE, stride
                 try:
                     c = ta.blend({r: ta.correction_region(model, grids, lr, (0, 0), (h, w),
@@ -118,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
                                   for r in ta.REFERENCE_SCALES}, s)
                 finally:
                     ta.STRIDE = shipped_stride
-                errors[name] = tone_error(corrected(y, c, s), photo, s)
-            for sampling, refs in VARIANTS:
+                errors[key] = tone_error(corrected(y, c, s), photo, s)
+            for sampling, refs in variants:
                 c = blended([c_r[r, sampling] for r in refs], refs, s)
                 key = f"{sampling} at x{', x'.join(f'{r:g}' for r in refs)}"
                 errors[key] = tone_error(corrected(y, c, s), photo, s)
-            rows.append({"photo": path.name, "scale": s,
+            rows.append({"photo": name, "scale": s,
                          **{k: [e.mad_255, e.contrast_255] for k, e in errors.items()}})
-            print(path.name, f"x{s:g}", " | ".join(f"{k}: {e.mad_255:.2f} / {e.contrast_255:.2f}"
+            print(name, f"x{s:g}", " | ".join(f"{k}: {e.mad_255:.2f} / {e.contrast_255:.2f}"
                                                     for k, e in errors.items()), flush=True)
     keys = [k for k in rows[0] if k not in ("photo", "scale")]
     worst = {k: [max(r[k][0] for r in rows), max(r[k][1] for r in rows)] for k in keys}
@@ -133,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, (mad, contrast) in worst.items():
         print(f"- {k}: {mad:.2f} / {contrast:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "worst": worst}, indent=1))
+        Path(args.json).write_text(json.dumps({"sigma": ta.SIGMA, "rows": rows, "worst": worst},
+                                              indent=1))
     return 0
 
 

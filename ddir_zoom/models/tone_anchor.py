@@ -14,11 +14,13 @@ and takes it out of every query:
     y'(q)  = y(q) + bilinear(c)(q)     for a query q at scale s, where c interpolates the c_r of
              the two REFERENCE_SCALES around s linearly in log s (the nearest one outside them)
 
-Measured on B100 photos (x1.5-x8, the worst of 8 crops): sampling the pixel centre alone left
-1.4 levels of contrast change, because the centre is the one point that a single latent decodes
-(the local ensemble's weights are 1, 0, 0, 0 there) and a model is biased there; the two
-diagonal points measured as well as four (0.35 / 0.20 levels), one point did not (1.1). Two
-reference scales (x2, x8) left 1.1 levels at x1.5; three bracket every zoom closely enough.
+Measured (benchmarks/tone_anchor_sampling.py, worst MAD / contrast change in levels): sampling
+the pixel centre alone left 1.26 / 1.18 on B100 photos at x1.5-x8, because the centre is the
+one point that a single latent decodes (the local ensemble's weights are 1, 0, 0, 0 there) and
+a model is biased there; the two diagonal points measure as well as four (0.37 / 0.29), one
+point does not (1.38 / 0.75). Two reference scales (x2, x8) left 0.82 levels of contrast at
+x1.5; three bracket every zoom closely enough. A sigma of 3 left 1.09 levels of contrast on
+Set14 at x3.7 (even corrected from the render itself); sigma 2 leaves 0.86.
 
 c only holds what a blur of SIGMA LR pixels keeps, so detail is untouched; the zoom shrunk back to
 the photo's grid then has the photo's low-pass (`training.tone` measures exactly that).
@@ -53,7 +55,7 @@ STRIDE = 1
 was measured and not taken: the difference LR - d_r holds fine detail (edges the model
 sharpens) that sparse samples alias into the low-pass, 0.82 levels of MAD on the worst B100
 photo against 0.37 (benchmarks/tone_anchor_sampling.py)."""
-SIGMA = 3.0  # LR pixels
+SIGMA = 2.0  # LR pixels
 RADIUS = math.ceil(3 * SIGMA)
 HALO = RADIUS + 1
 """LR pixels of context a tile of the correction needs beyond its own (the low-pass radius, and
