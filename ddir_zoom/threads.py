@@ -18,8 +18,15 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 
 WAIT_POLICY_DEFAULT = "PASSIVE"
+
+COMPUTE = threading.RLock()
+"""Held around each tile of model work (`Engine.render_region`, feature prefetching). torch's
+thread pool is shared by the whole process, so two Python threads running torch at once (the
+viewer's render worker and an export) would each fan out over every core: twice the threads the
+machine has. Taking turns tile by tile keeps one pool busy and lets both progress."""
 
 
 def set_wait_policy() -> None:

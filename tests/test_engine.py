@@ -481,3 +481,36 @@ def test_idle_worker_prefetches_the_features_under_the_view(rng):
         assert zoomed.pending and features.tiles_encoded == total  # nothing encoded again
     finally:
         renderer.close()
+
+
+def test_model_work_takes_turns_across_threads(rng):
+    """The render worker and an export (two threads) never run model work at once: torch's
+    thread pool is the process's, and both at once would use twice the cores."""
+    engine = Engine(_photo(rng), device="cpu")
+    state = {"inside": 0, "most": 0}
+    lock = threading.Lock()
+
+    class Recording:
+        name = "recording"
+
+        def render(self, scale, offset, shape, cancelled=None):
+            with lock:
+                state["inside"] += 1
+                state["most"] = max(state["most"], state["inside"])
+            time.sleep(0.002)
+            with lock:
+                state["inside"] -= 1
+            return np.zeros((*shape, 3), np.float32)
+
+    engine.methods["recording"] = Recording()
+
+    def work():
+        for _ in range(30):
+            engine.render_region("recording", 2.0, (0, 0), (8, 8))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state["most"] == 1

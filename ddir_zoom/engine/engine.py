@@ -20,6 +20,7 @@ from ddir_zoom.engine.source import PhotoSource
 from ddir_zoom.imaging.io import DEFAULT_MAX_PIXELS, Photo, load_photo
 from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import ImplicitSR, load_checkpoint, pick_device
+from ddir_zoom.threads import COMPUTE
 
 DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
 """Feature tiles kept per open photo (all models together): 1 GiB."""
@@ -101,7 +102,8 @@ class Engine:
                       cancelled: Callable[[], bool] | None = None) -> np.ndarray:
         """Pixels [oy, oy + h) x [ox, ox + w) of the photo rendered at `scale` with `method`:
         float32 (h, w, 3) in [0, 1]. Pixels past the photo's edge repeat its border."""
-        return self.method(method).render(as_scale(scale), offset, shape, cancelled)
+        with COMPUTE:  # one tile at a time in the process (see ddir_zoom.threads)
+            return self.method(method).render(as_scale(scale), offset, shape, cancelled)
 
     def render_alpha(self, scale: float | tuple[float, float], offset: tuple[float, float],
                      shape: tuple[int, int]) -> np.ndarray | None:

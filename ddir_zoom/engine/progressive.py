@@ -39,6 +39,7 @@ from ddir_zoom.engine.methods import Cancelled, NeuralMethod
 from ddir_zoom.engine.source import BACKGROUND, sample_view
 from ddir_zoom.engine.view import TILE, View, tile_rect, visible_tiles
 from ddir_zoom.imaging.io import to_uint8
+from ddir_zoom.threads import COMPUTE
 
 DEFAULT_TILE_CACHE_BYTES = 256 << 20
 NEARBY_SCALE = 2.0
@@ -281,9 +282,10 @@ class ProgressiveRenderer:
                     job, work = self._next()
             if job is None:
                 try:
-                    method.prepare()
-                    t = method.features.tile
-                    method.features.ensure(ty * t, tx * t, (ty + 1) * t, (tx + 1) * t)
+                    with COMPUTE:
+                        method.prepare()
+                        t = method.features.tile
+                        method.features.ensure(ty * t, tx * t, (ty + 1) * t, (tx + 1) * t)
                 except Exception:  # prefetching is a courtesy; rendering reports errors
                     traceback.print_exc()
                 continue
@@ -291,7 +293,8 @@ class ProgressiveRenderer:
                 if work[0] not in prepared:
                     method = self.engine.method(work[0])
                     if isinstance(method, NeuralMethod):
-                        method.prepare()
+                        with COMPUTE:
+                            method.prepare()
                     prepared.add(work[0])
                 self._refine(job, *work)
             except Cancelled:
