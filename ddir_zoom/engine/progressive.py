@@ -4,7 +4,8 @@
 already cached at this scale, over a resample of the previous frame (when it covers the view at
 a nearby scale) or of the photo's pyramid. A single long-lived worker thread, which alone runs
 the models, then refines the view's missing TILE x TILE tiles nearest the centre first and hands
-each to `on_tile` as it completes.
+each to `on_tile` as it completes, once the view has settled for SETTLE_S (during a zoom drag the
+GUI thread's immediate frames have the cores to themselves).
 
 Every request carries a generation number. A newer request (or `cancel`) makes the worker drop
 the older one's outstanding tiles; generation checks and deliveries happen under one lock that
@@ -27,6 +28,7 @@ whole then starts from cached features.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +44,9 @@ from ddir_zoom.imaging.io import to_uint8
 from ddir_zoom.threads import COMPUTE
 
 DEFAULT_TILE_CACHE_BYTES = 256 << 20
+SETTLE_S = 0.03
+"""The worker starts refining this long after the latest request: during a drag (a request
+every frame) it stays out of the way of the immediate frames."""
 NEARBY_SCALE = 2.0
 """The previous frame is reused for the immediate frame of a view whose scale is within this
 factor of it (and that it covers)."""
@@ -122,6 +127,7 @@ class ProgressiveRenderer:
         self._jobs: dict[int, _Job] = {}
         self._canvas: dict[int, _Canvas] = {}
         self._prefetch: list[tuple[NeuralMethod, int, int]] = []
+        self._last_request = 0.0
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="ddir-zoom-render", daemon=True)
         self._thread.start()
@@ -154,6 +160,7 @@ class ProgressiveRenderer:
         work += [(method, tile) for tile in pending]
         prefetch = self._prefetch_plan(view, method)
         with self._cond:
+            self._last_request = time.monotonic()
             self._counter += 1
             generation = self._counter
             self._current[channel] = generation
@@ -275,6 +282,12 @@ class ProgressiveRenderer:
                     self._cond.wait()
                 if self._stopped:
                     return
+                # While requests keep coming (a zoom drag), leave the cores to the GUI thread's
+                # immediate frames: start refining once the view has settled for a moment.
+                settle = SETTLE_S - (time.monotonic() - self._last_request)
+                if settle > 0:
+                    self._cond.wait(settle)
+                    continue
                 if not self._jobs:
                     method, ty, tx = self._prefetch.pop(0)
                     job = None
