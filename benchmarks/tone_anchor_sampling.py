@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--scales", default="1.5,3,5,8")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--weights", help="model file (default: the shipped DDIR)")
     parser.add_argument("--sigma", type=float, help="the low-pass's sigma (default: shipped)")
     parser.add_argument("--synthetic", action="store_true",
                         help="zoom the folder's images degraded synthetically at each scale "
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.sigma:
         ta.SIGMA, ta.RADIUS = args.sigma, math.ceil(3 * args.sigma)
-    model, _ = load_checkpoint(bundled_weights("ddir"))
+    model, _ = load_checkpoint(args.weights or bundled_weights("ddir"))
     model.tone_anchor = False
     variants = [] if args.shipped_only else VARIANTS
     scales = [float(v) for v in args.scales.split(",")]
