@@ -58,7 +58,7 @@ def test_two_processes_train_one_model_and_resume_with_one(photos, tmp_path):
     process = _torchrun(2, _args(photos, out, 6))
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
-    digests = re.findall(r"rank (\d): weights sha256 (\w+)", output)
+    digests = re.findall(r"rank (\d): weights sha256 ([0-9a-f]{16})", output)
     assert sorted(r for r, _ in digests) == ["0", "1"]
     assert digests[0][1] == digests[1][1], output  # DDP kept the ranks identical
     assert sorted(p.name for p in out.iterdir()) == ["best.safetensors", "last.pt", "log.jsonl"]
@@ -91,7 +91,7 @@ def test_a_signal_to_one_rank_stops_every_rank_resumably(photos, tmp_path):
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
     assert "interrupted; continue with" in output
-    digests = set(re.findall(r"weights sha256 (\w+)", output))
+    digests = set(re.findall(r"weights sha256 ([0-9a-f]{16})", output))
     assert len(digests) == 1
     step = torch.load(out / "last.pt", weights_only=True)["step"]
     assert 2 <= step < 100000

@@ -389,7 +389,8 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
     digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes()
                                      for v in model.state_dict().values())).hexdigest()[:16]
     if ranks.distributed:
-        print(f"rank {ranks.rank}: weights sha256 {digest}", flush=True)
+        # One write, so that the ranks' lines do not interleave within a line.
+        print(f"rank {ranks.rank}: weights sha256 {digest}\n", end="", flush=True)
     rate = (step - first_step) * args.batch / max(1e-9, time.perf_counter() - run_started)
     say(f"stopped at step {step}: {stop_reason}; best validation PSNR-Y {best:.3f} dB; "
         f"{elapsed / 3600:.2f} h; {rate:.2f} samples/s", flush=True)
