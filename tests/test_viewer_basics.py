@@ -338,3 +338,32 @@ def test_info_panel_shows_camera_and_lens(qtbot, window, tmp_path):  # noqa: F81
     window.zoom_in_action.trigger()
     assert values is not window.info_panel.values  # follows the zoom
     assert window.info_panel.values["Zoom"].startswith(f"{window.viewer.scale:.3f}")
+
+
+def test_the_viewer_loads_a_model_with_its_first_pass(tmp_path):
+    """The bundled DDIR comes with its student as first pass; a first pass that cannot be read
+    is a warning, and the model works without it."""
+    import torch
+
+    from ddir_zoom.app.opening import load_engine
+    from ddir_zoom.imaging import Photo
+    from ddir_zoom.models import make_model, save_checkpoint
+
+    torch.manual_seed(0)
+    tiny = {"encoder": {"n_resblocks": 1, "n_feats": 8}, "hidden": [16]}
+    slow, fast = tmp_path / "slow.safetensors", tmp_path / "fast.safetensors"
+    save_checkpoint(make_model({"model": "ddir", **tiny}), slow, {})
+    save_checkpoint(make_model({"model": "ddir", **tiny}), fast, {})
+    photo = Photo(rgb=np.full((20, 30, 3), 0.5, np.float32))
+    engine, warnings = load_engine(photo, "cpu", {"DDIR": (slow, fast), "other": slow})
+    assert warnings == [] and list(engine.methods) == ["bicubic", "DDIR", "other"]
+    assert engine.first_pass("DDIR") == "DDIR (first pass)" and engine.first_pass("other") is None
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a model file")
+    engine, warnings = load_engine(photo, "cpu", {"DDIR": (slow, broken)})
+    assert len(warnings) == 1 and "first pass" in warnings[0]
+    assert "DDIR" in engine.methods and engine.first_pass("DDIR") is None
+    from ddir_zoom.resources import bundled_first_pass
+
+    assert bundled_first_pass("ddir").name == "ddir_student.safetensors"  # shipped
+    assert bundled_first_pass("liif") is None
