@@ -23,6 +23,7 @@ Prints MAD / contrast change (levels, `training.tone`) per photo and scale, and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -50,28 +51,34 @@ SAMPLINGS = {
 }
 VARIANTS = [(name, (1.5, 3.0, 8.0)) for name in SAMPLINGS] + [
     ("centre", (2.0, 8.0)), ("diagonal", (2.0, 8.0))]
+SHIPPED = [("shipped", {}), ("shipped with stride 2", {"STRIDE": 2})]
 
 
-def field(model, grids, appearance, lr: torch.Tensor, scale: float, offsets) -> torch.Tensor:
-    """c_r at reference `scale`, d_r the mean of the model at `offsets` in every LR pixel."""
-    _, _, h, w = lr.shape
-    ys = torch.arange(h, dtype=torch.float64) + 0.5
-    xs = torch.arange(w, dtype=torch.float64) + 0.5
-    centres = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(1, -1, 2)
-    cells = torch.full_like(centres, 1.0 / scale, dtype=lr.dtype)
-    d = sum(model.query(grids, centres + centres.new_tensor(o), cells, (h, w), appearance)
-            for o in offsets) / len(offsets)
-    return ta.lowpass(lr - d.reshape(1, h, w, 3).permute(0, 3, 1, 2), torch.ones(1, 1, h, w))
+@contextlib.contextmanager
+def anchor_constants(**values):
+    """`models.tone_anchor` with some of its constants changed, for one variant."""
+    saved = {name: getattr(ta, name) for name in values}
+    for name, value in values.items():
+        setattr(ta, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(ta, name, value)
 
 
-def blended(fields: list[torch.Tensor], refs: tuple[float, ...], s: float) -> torch.Tensor:
-    if s <= refs[0]:
-        return fields[0]
-    for i in range(len(refs) - 1):
-        if s < refs[i + 1]:
-            t = math.log(s / refs[i]) / math.log(refs[i + 1] / refs[i])
-            return fields[i] * (1 - t) + fields[i + 1] * t
-    return fields[-1]
+def field(model, grids, appearance, lr: torch.Tensor, scale: float,
+          **constants) -> torch.Tensor:
+    """c_r at reference `scale`, by `tone_anchor.correction_region` with `constants`."""
+    h, w = lr.shape[-2:]
+    with anchor_constants(**constants):
+        return ta.correction_region(model, grids, lr, (0, 0), (h, w), appearance, scale)
+
+
+def blended(fields: dict[float, torch.Tensor], refs: tuple[float, ...], s: float
+            ) -> torch.Tensor:
+    with anchor_constants(REFERENCE_SCALES=refs):
+        return ta.blend(fields, s)
 
 
 def corrected(y: np.ndarray, c: torch.Tensor, s: float) -> np.ndarray:
@@ -122,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, photo, photo_scales in inputs:
         lr = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
         grids, appearance = model.prepare(lr)
-        c_r = {(r, sampling): field(model, grids, appearance, lr, r, SAMPLINGS[sampling])
+        c_r = {(r, sampling): field(model, grids, appearance, lr, r,
+                                    SAMPLE_OFFSETS=SAMPLINGS[sampling])
                for sampling, refs in variants for r in refs}
+        shipped = {key: {r: field(model, grids, appearance, lr, r, **constants)
+                         for r in ta.REFERENCE_SCALES}
+                   for key, constants in SHIPPED if key == "shipped" or not args.shipped_only}
         for s in photo_scales:
             y = upscale_image(model, photo, s)
             h, w = photo.shape[:2]
@@ -132,19 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                                 [None].double(), torch.ones(1, 1, h, w, dtype=torch.float64))
             errors = {"none": tone_error(y, photo, s),
                       "oracle": tone_error(corrected(y, oracle, s), photo, s)}
-            for key, stride in (("shipped", ta.STRIDE), ("shipped with stride 2", 2)):
-                if args.shipped_only and key != "shipped":
-                    continue
-                shipped_stride, ta.STRIDE = ta.STRIDE, stride
-                try:
-                    c = ta.blend({r: ta.correction_region(model, grids, lr, (0, 0), (h, w),
-                                                          appearance, r)
-                                  for r in ta.REFERENCE_SCALES}, s)
-                finally:
-                    ta.STRIDE = shipped_stride
-                errors[key] = tone_error(corrected(y, c, s), photo, s)
+            for key, fields in shipped.items():
+                errors[key] = tone_error(corrected(y, ta.blend(fields, s), s), photo, s)
             for sampling, refs in variants:
-                c = blended([c_r[r, sampling] for r in refs], refs, s)
+                c = blended({r: c_r[r, sampling] for r in refs}, refs, s)
                 key = f"{sampling} at x{', x'.join(f'{r:g}' for r in refs)}"
                 errors[key] = tone_error(corrected(y, c, s), photo, s)
             rows.append({"photo": name, "scale": s,

@@ -43,6 +43,7 @@ from ddir_zoom.imaging.resample import resample_region, resize
 from ddir_zoom.models import load_checkpoint, pick_device
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.upscale import upscale_image
+from ddir_zoom.threads import configure
 from training.data import CITY100_EFFECTIVE_SCALE, CITY100_VALIDATION, list_images, load_city100
 from training.degradation import degrade
 from training.metrics import psnr_y, shave_for_scale, ssim_y
@@ -266,7 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        configure(args.threads)
     device = pick_device(args.device)
     methods: dict[str, Method] = {} if args.no_bicubic else {"bicubic": bicubic_method}
     models = {}

@@ -169,7 +169,7 @@ def loss_fn(model: ImplicitSR, batch: dict[str, torch.Tensor],
     if "deformation" in out:
         targets["deformation"] = (batch["hr"] - batch["bicubic"]) / 0.5
     taught = {}
-    if teacher is not None:
+    if teacher is not None and teacher_share > 0.0:
         with torch.no_grad():
             taught = teacher(batch["lr"], batch["coords"], batch["cells"])
     loss, parts = 0.0, {}

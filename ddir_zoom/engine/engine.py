@@ -26,6 +26,11 @@ DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
 """Feature tiles kept per open photo (all models together): 1 GiB."""
 
 
+def first_pass_name(method: str) -> str:
+    """The engine's name for the first pass of `method` (its tiles are cached under it)."""
+    return f"{method} (first pass)"
+
+
 def as_scale(scale: float | tuple[float, float]) -> Scale:
     if isinstance(scale, int | float):
         return float(scale), float(scale)
@@ -49,8 +54,8 @@ class Engine:
         self.feature_cache = ByteLRU(feature_cache_bytes, tensor_bytes)
         self.notify = notify or (lambda message: None)
         self.methods: dict[str, RenderMethod] = {"bicubic": BicubicMethod(photo.rgb)}
-        # Fast models that show a view first while a slow one refines it (see `add_model`):
-        # methods of their own, not offered to the user.
+        # Fast models that show a view first while a slow one refines it (see `add_model`),
+        # by their own names (`first_pass_name`): methods too, not offered to the user.
         self.first_passes: dict[str, NeuralMethod] = {}
 
     @classmethod
@@ -70,12 +75,11 @@ class Engine:
         first, tile by tile, while `model` refines the view; exports use `model` alone.
         """
         method = self._neural(name, model)
-        fast = self._neural(f"{name} (first pass)", first_pass) if first_pass else None
+        self.first_passes.pop(first_pass_name(name), None)
+        if first_pass:
+            self.first_passes[first_pass_name(name)] = self._neural(first_pass_name(name),
+                                                                     first_pass)
         self.methods[name] = method
-        if fast is None:
-            self.first_passes.pop(name, None)
-        else:
-            self.first_passes[name] = fast
         return method
 
     def _neural(self, name: str, model: ImplicitSR | str | os.PathLike) -> NeuralMethod:
@@ -86,13 +90,10 @@ class Engine:
 
     def first_pass(self, name: str) -> str | None:
         """The name of method `name`'s first pass, if it has one."""
-        fast = self.first_passes.get(name)
-        return fast.name if fast is not None else None
+        return first_pass_name(name) if first_pass_name(name) in self.first_passes else None
 
     def method(self, name: str) -> RenderMethod:
-        method = self.methods.get(name)
-        if method is None:
-            method = next((m for m in self.first_passes.values() if m.name == name), None)
+        method = self.methods.get(name) or self.first_passes.get(name)
         if method is None:
             raise KeyError(f"no method {name!r} (available: {', '.join(self.methods)})")
         return method

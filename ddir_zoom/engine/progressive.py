@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ddir_zoom.engine.engine import Engine
+from ddir_zoom.engine.engine import Engine, first_pass_name
 from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.engine.methods import Cancelled, NeuralMethod
 from ddir_zoom.engine.source import BACKGROUND, sample_view
@@ -141,11 +141,10 @@ class ProgressiveRenderer:
         pending = [tile for tile, pixels in cached.items() if pixels is None]
         # With every tile cached the preview would be painted over entirely: skip it.
         image = self._immediate(view, channel) if pending else self._background(view)
-        done = 0
         for tile, pixels in cached.items():
             if pixels is not None:
                 self._paste(image, view, tile, pixels)
-                done += 1
+        done = len(tiles) - len(pending)
         painted = {tile for tile, pixels in cached.items() if pixels is not None}
         work = []
         fast = self.engine.first_pass(method)
@@ -189,7 +188,7 @@ class ProgressiveRenderer:
 
     def forget(self, method: str) -> None:
         """Drop the cached tiles of `method` and of its first pass (its model changed)."""
-        self.tiles.discard(lambda key: key[0] in (method, f"{method} (first pass)"))
+        self.tiles.discard(lambda key: key[0] in (method, first_pass_name(method)))
 
     def close(self) -> None:
         with self._cond:

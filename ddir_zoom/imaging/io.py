@@ -529,8 +529,6 @@ def tiff_exif(exif: bytes | None) -> tuple[bytes | None, list[str]]:
 def save_options(fmt: str, exif: bytes | None, icc_profile: bytes | None, quality: int) -> dict:
     """Pillow save options of ddir-zoom for a format."""
     options: dict = {}
-    if exif and fmt == "TIFF":
-        exif, _ = tiff_exif(exif)  # the exporter has said what is left out (writable_metadata)
     if exif:
         options["exif"] = exif
     if icc_profile:
@@ -570,6 +568,8 @@ def save_photo(
     if alpha is not None and fmt in ALPHA_FORMATS:
         pixels = np.concatenate([pixels, to_uint8(np.asarray(alpha))[..., None]], axis=2)
     image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
+    if fmt == "TIFF":
+        exif, _ = tiff_exif(exif)  # what libtiff can write (the exporter warns of the rest)
     with atomic_output(path) as handle:
         image.save(handle, format=fmt, **save_options(fmt, exif, icc_profile, quality))
     return path

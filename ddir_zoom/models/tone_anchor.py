@@ -28,9 +28,10 @@ the photo's grid then has the photo's low-pass (`training.tone` measures exactly
 Exact and cheap. d(i) depends only on the features around pixel i (tile-exact, see
 `engine.features`), and the low-pass is zero-padded and renormalised at the photo's border only,
 so c computed on a tile with a halo of RADIUS + 1 LR pixels equals the whole photo's c there: a
-viewport tile, an export and a whole-image render get the same pixels (tested). It costs one
-decoder evaluations per LR pixel for each of the (at most two) reference scales a zoom needs, once
-per photo and reference (cached by the engine), and a bilinear lookup per query.
+viewport tile, an export and a whole-image render get the same pixels (tested). It costs two
+decoder evaluations (SAMPLE_OFFSETS) per LR pixel for each of the (at most two) reference scales
+a zoom needs, once per photo and reference (cached by the engine), and a bilinear lookup per
+query.
 
 A model file opts in with `"tone_anchor": true` in its info (`load_checkpoint` sets
 `model.tone_anchor`); the official LIIF weights are used as published.
