@@ -104,6 +104,26 @@ def test_tiled_features_equal_whole_image_features(rng):
     assert (part["sr"].values - whole["sr"][:, 41:90, 77:140]).abs().max() < 1e-4
 
 
+def test_projection_blocks_equal_whole_image_projections(rng):
+    """Features cached per tile of 128 with a ring, projected per block of 64: every block
+    edge, tile edge and photo border of a 150 x 200 photo."""
+    torch.manual_seed(0)
+    model = make_preset("ddir", "compact").eval()
+    rgb = _photo(rng, 150, 200).rgb
+    cache = ByteLRU(1 << 30, tensor_bytes)
+    tiles = FeatureTiles(model, rgb, torch.device("cpu"), cache, key="m", tile=128)
+    assert tiles.block == 64 and tiles.grid_shape == (2, 2)
+    with torch.no_grad():
+        whole = model.project(model.encode(torch.from_numpy(rgb).permute(2, 0, 1)[None]))
+    for branch, grid in tiles.grids(0, 0, 150, 200).items():
+        assert (grid.values - whole[branch]).abs().max() < 1e-4
+    assert tiles.tiles_encoded == 4 and tiles.blocks_projected == 3 * 4
+    one = tiles.grids(64, 128, 128, 192)  # exactly one block: no copy
+    assert one["sr"].origin == (64, 128) and one["sr"].values.shape[1:3] == (64, 64)
+    with pytest.raises(ValueError, match="divide"):
+        FeatureTiles(model, rgb, torch.device("cpu"), cache, key="m", tile=128, block=48)
+
+
 def test_appearance_embedding_exact_then_fixed_estimate(rng, monkeypatch):
     torch.manual_seed(0)
     model = make_model({"model": "ddir", **SMALL}).eval()
@@ -277,15 +297,17 @@ def test_feature_cache_is_bounded_and_stays_exact(rng):
     big = Engine(photo, device="cpu")
     big.add_model("ddir", make_model({"model": "ddir", **SMALL}))
     budget = 200_000
-    small = Engine(photo, device="cpu", feature_cache_bytes=budget)
+    small = Engine(photo, device="cpu", feature_cache_bytes=budget,
+                   projection_cache_bytes=budget)
     small.add_model("ddir", big.methods["ddir"].model)
     for engine in (big, small):
-        features = engine.methods["ddir"].features
-        features.tile = 32
-        features.grid_shape = (5, 7)
+        engine.methods["ddir"].features.tile = 32
     a = big.render_region("ddir", 3.0, (0, 0), (480, 600))
     b = small.render_region("ddir", 3.0, (0, 0), (480, 600))
-    assert small.feature_cache.bytes <= budget
+    assert small.feature_cache.bytes <= budget and small.projection_cache.bytes <= budget
+    features = small.methods["ddir"].features
+    # Evicted tiles were encoded again, identically.
+    assert features.tiles_encoded > 5 * 7
     np.testing.assert_array_equal(a, b)
 
 

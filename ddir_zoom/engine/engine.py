@@ -22,8 +22,12 @@ from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import ImplicitSR, load_checkpoint, pick_device
 from ddir_zoom.threads import COMPUTE
 
-DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
-"""Feature tiles kept per open photo (all models together): 1 GiB."""
+DEFAULT_FEATURE_CACHE_BYTES = 512 << 20
+"""Encoder features kept per open photo (all models together): 512 MiB, a 1280 x 800 view at
+x1.5 of the paper-size DDIR and its first pass with room to spare (`engine.features`)."""
+DEFAULT_PROJECTION_CACHE_BYTES = 256 << 20
+"""First-layer projections kept per open photo (all models together): 256 MiB, the blocks
+under a few render tiles; a block evicted is projected again from its features, cheaply."""
 
 
 def first_pass_name(method: str) -> str:
@@ -47,11 +51,13 @@ class Engine:
 
     def __init__(self, photo: Photo, device: str | torch.device | None = None,
                  feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+                 projection_cache_bytes: int = DEFAULT_PROJECTION_CACHE_BYTES,
                  notify: Callable[[str], None] | None = None) -> None:
         self.photo = photo
         self.source = PhotoSource(photo)
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.feature_cache = ByteLRU(feature_cache_bytes, tensor_bytes)
+        self.projection_cache = ByteLRU(projection_cache_bytes, tensor_bytes)
         self.notify = notify or (lambda message: None)
         self.methods: dict[str, RenderMethod] = {"bicubic": BicubicMethod(photo.rgb)}
         # Fast models that show a view first while a slow one refines it (see `add_model`),
@@ -86,7 +92,7 @@ class Engine:
         if not isinstance(model, ImplicitSR):
             model, _ = load_checkpoint(Path(model), device="cpu")
         return NeuralMethod(name, model, self.photo.rgb, self.device, self.feature_cache,
-                            self.notify)
+                            self.notify, projection_cache=self.projection_cache)
 
     def first_pass(self, name: str) -> str | None:
         """The name of method `name`'s first pass, if it has one."""

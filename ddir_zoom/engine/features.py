@@ -2,10 +2,17 @@
 
 The encoders are convolutional, so the features of a tile encoded with `model.halo` pixels of
 context (zero padding only at the real image border) equal the whole image's features there.
-What is cached is not the features but what decoding reads: each decoder's first-layer
-projections (`LocalImplicitDecoder.project`), per tile of TILE x TILE LR pixels, in an LRU bounded
-in bytes and shared by all models of an engine. Tiles do not depend on the zoom, so panning and
-zooming reuse them.
+Two things are cached, in LRUs bounded in bytes and shared by all models of an engine:
+
+- the encoders' features, per tile of 128 or 192 LR pixels (with a ring of one pixel), in the
+  feature cache: encoding is the expensive part, and features are 4 to 8 times smaller than
+  the projections below (a paper-size DDIR: 512 bytes per LR pixel against 2 KB), so four times
+  as much of a photo stays encoded;
+- what decoding reads, each decoder's first-layer projections (`LocalImplicitDecoder.project`,
+  a 3x3 convolution of the features, cheap), per block of 64 LR pixels, in the smaller
+  projection cache: only the blocks under the tiles being decoded need to be there.
+
+Neither depends on the zoom, so panning and zooming reuse them.
 """
 
 from __future__ import annotations
@@ -39,58 +46,122 @@ def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
 
 
-class FeatureTiles:
-    """First-layer projections of one model over one photo, encoded tile by tile on demand.
+PROJECTION_BLOCK = 64
+"""LR pixels per side of a projection block (it divides the feature tile sizes 128 and 192)."""
 
-    rgb: the photo, float32 (h, w, 3). cache: shared LRU; `key` tells this model's tiles apart.
-    tile: LR pixels per tile side (default: 128, or 192 for models whose halo exceeds 32, so the
-    halo costs 1.4x (compact) to 1.9x (paper) the tile's own pixels).
+
+class FeatureTiles:
+    """Encoder features of one model over one photo, encoded tile by tile on demand, and the
+    decoders' first-layer projections of them, computed block by block on demand.
+
+    rgb: the photo, float32 (h, w, 3). cache: shared LRU for the features; projections: shared
+    LRU for the projections (default: `cache`); `key` tells this model's entries apart.
+    tile: LR pixels per feature tile side (default: 128, or 192 for models whose halo exceeds
+    32, so the halo costs 1.4x (compact) to 1.9x (paper) the tile's own pixels).
+    block: projection block side (default: see `block`); it must divide `tile`.
     """
 
     def __init__(self, model: ImplicitSR, rgb: np.ndarray, device: torch.device, cache: ByteLRU,
-                 key: str, tile: int | None = None) -> None:
+                 key: str, tile: int | None = None, projections: ByteLRU | None = None,
+                 block: int | None = None) -> None:
         self.model = model
         self.rgb = rgb
         self.size = rgb.shape[:2]
         self.device = device
         self.cache = cache
+        self.projections = projections if projections is not None else cache
         self.key = key
         self.halo = model.halo
         self.tile = tile or (128 if self.halo <= 32 else 192)
-        self.grid_shape = (math.ceil(self.size[0] / self.tile), math.ceil(self.size[1] / self.tile))
+        if block is not None and self.tile % block:
+            raise ValueError(f"the projection block ({block}) must divide the tile ({self.tile})")
+        self._block = block
         self._lock = threading.Lock()
         self.tiles_encoded = 0  # for tests and benchmarks: how much encoding happened
+        self.blocks_projected = 0  # and how much projecting
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return math.ceil(self.size[0] / self.tile), math.ceil(self.size[1] / self.tile)
+
+    @property
+    def block(self) -> int:
+        """Projection block side: PROJECTION_BLOCK where it divides the tile, else the tile, so
+        that a block and the ring of features it needs lie in one feature tile."""
+        if self._block is not None:
+            return self._block
+        return PROJECTION_BLOCK if self.tile % PROJECTION_BLOCK == 0 else self.tile
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        """Bytes a cached feature tile takes per LR pixel (float32)."""
+        return 4 * sum(e.out_dim for e in self.model.encoders.values())
 
     def _tile_key(self, ty: int, tx: int) -> tuple:
         return (self.key, ty, tx)
 
+    def _tile_bounds(self, ty: int, tx: int) -> tuple[int, int, int, int]:
+        """LR pixels (y0, x0, y1, x1) a feature tile stores: the tile and a ring of one pixel
+        (what the 3x3 unfolding of its edge reads), clipped to the photo."""
+        t = self.tile
+        return (max(0, ty * t - 1), max(0, tx * t - 1), min(self.size[0], (ty + 1) * t + 1),
+                min(self.size[1], (tx + 1) * t + 1))
+
     def _encode(self, ty: int, tx: int) -> dict[str, torch.Tensor]:
         """Encode tile (ty, tx) with its halo, cache it and return it. Always the same crop for
         the same tile, so a tile's values never depend on what else was encoded or cached."""
-        t, halo = self.tile, self.halo
-        y0, x0 = ty * t, tx * t
-        y1, x1 = min(self.size[0], y0 + t), min(self.size[1], x0 + t)
-        top, left = max(0, y0 - halo), max(0, x0 - halo)
-        bottom, right = min(self.size[0], y1 + halo), min(self.size[1], x1 + halo)
+        y0, x0, y1, x1 = self._tile_bounds(ty, tx)
+        # The halo covers the receptive field of the ring's features as well.
+        context = self.halo - 1
+        top, left = max(0, y0 - context), max(0, x0 - context)
+        bottom, right = min(self.size[0], y1 + context), min(self.size[1], x1 + context)
         with torch.inference_mode():
             lr = to_tensor(self.rgb[top:bottom, left:right], self.device)
-            projections = self.model.project(self.model.encode(lr))
-        tile = {branch: p[:, y0 - top:y1 - top, x0 - left:x1 - left].contiguous()
-                for branch, p in projections.items()}
+            features = self.model.encode(lr)
+        tile = {branch: f[:, :, y0 - top:y1 - top, x0 - left:x1 - left].contiguous(
+                    memory_format=torch.channels_last)
+                for branch, f in features.items()}
         self.cache.put(self._tile_key(ty, tx), tile)
         self.tiles_encoded += 1
         return tile
 
-    def _tile_range(self, y0: int, x0: int, y1: int, x1: int) -> tuple[int, int, int, int]:
-        t = self.tile
-        return (max(0, y0 // t), max(0, x0 // t), min(self.grid_shape[0], (y1 - 1) // t + 1),
-                min(self.grid_shape[1], (x1 - 1) // t + 1))
+    def _features(self, ty: int, tx: int) -> dict[str, torch.Tensor]:
+        tile = self.cache.get(self._tile_key(ty, tx))
+        return tile if tile is not None else self._encode(ty, tx)
+
+    def _project(self, by: int, bx: int) -> dict[str, torch.Tensor]:
+        """Projections of block (by, bx), from the features of its feature tile: the block
+        and its ring, projected with zero padding, the ring then cut off (where the padding
+        stood for pixels, not the photo's border)."""
+        b, t = self.block, self.tile
+        ty, tx = by * b // t, bx * b // t
+        fy0, fx0, _, _ = self._tile_bounds(ty, tx)
+        y0, x0 = by * b, bx * b
+        y1, x1 = min(self.size[0], y0 + b), min(self.size[1], x0 + b)
+        ry0, rx0 = max(0, y0 - 1), max(0, x0 - 1)
+        ry1, rx1 = min(self.size[0], y1 + 1), min(self.size[1], x1 + 1)
+        features = self._features(ty, tx)
+        with torch.inference_mode():
+            ring = {branch: f[:, :, ry0 - fy0:ry1 - fy0, rx0 - fx0:rx1 - fx0]
+                    for branch, f in features.items()}
+            projected = self.model.project(ring)
+        block = {branch: p[:, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0].contiguous()
+                 for branch, p in projected.items()}
+        self.projections.put((self.key, "projection", by, bx), block)
+        self.blocks_projected += 1
+        return block
+
+    def _tile_range(self, y0: int, x0: int, y1: int, x1: int, t: int
+                    ) -> tuple[int, int, int, int]:
+        return (max(0, y0 // t), max(0, x0 // t),
+                min(math.ceil(self.size[0] / t), (y1 - 1) // t + 1),
+                min(math.ceil(self.size[1] / t), (x1 - 1) // t + 1))
 
     def ensure(self, y0: int, x0: int, y1: int, x1: int,
                cancelled: Callable[[], bool] | None = None) -> bool:
-        """Encode the missing tiles that cover LR pixels [y0, y1) x [x0, x1). Returns False if
-        `cancelled` said so between tiles."""
-        ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1)
+        """Encode the missing feature tiles that cover LR pixels [y0, y1) x [x0, x1). Returns
+        False if `cancelled` said so between tiles."""
+        ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1, self.tile)
         for ty in range(ty0, ty1):
             for tx in range(tx0, tx1):
                 if cancelled is not None and cancelled():
@@ -102,31 +173,33 @@ class FeatureTiles:
 
     def grids(self, y0: int, x0: int, y1: int, x1: int) -> dict[str, LatentGrid]:
         """Projections covering LR pixels [y0, y1) x [x0, x1) (clipped to the photo), one
-        LatentGrid per branch: the tile itself when one tile holds the region, else the region
-        cut from its tiles. Tiles not in the cache are encoded and used directly, so the result
-        is right even when the cache cannot hold them all."""
+        LatentGrid per branch: the block itself when one block holds the region, else the
+        region cut from its blocks. Blocks and tiles not in the caches are computed and used
+        directly, so the result is right even when the caches cannot hold them all; a block's
+        values are always computed from the same features the same way, so they do not depend
+        on what was cached."""
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)
-        ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1)
-        tiles = {}
+        b = self.block
+        by0, bx0, by1, bx1 = self._tile_range(y0, x0, y1, x1, b)
+        blocks = {}
         with self._lock:
-            for ty in range(ty0, ty1):
-                for tx in range(tx0, tx1):
-                    tile = self.cache.get(self._tile_key(ty, tx))
-                    tiles[(ty, tx)] = tile if tile is not None else self._encode(ty, tx)
-        t = self.tile
-        if ty1 - ty0 == 1 and tx1 - tx0 == 1:
-            # One tile holds the region: decode straight from it, no copy.
-            return {b: LatentGrid(v, (ty0 * t, tx0 * t)) for b, v in tiles[(ty0, tx0)].items()}
+            for by in range(by0, by1):
+                for bx in range(bx0, bx1):
+                    block = self.projections.get((self.key, "projection", by, bx))
+                    blocks[(by, bx)] = block if block is not None else self._project(by, bx)
+        if by1 - by0 == 1 and bx1 - bx0 == 1:
+            # One block holds the region: decode straight from it, no copy.
+            return {k: LatentGrid(v, (by0 * b, bx0 * b)) for k, v in blocks[(by0, bx0)].items()}
         grids = {}
-        for branch in tiles[(ty0, tx0)]:
+        for branch in blocks[(by0, bx0)]:
             rows = []
-            for ty in range(ty0, ty1):
-                r0, r1 = max(y0, ty * t) - ty * t, min(y1, (ty + 1) * t) - ty * t
+            for by in range(by0, by1):
+                r0, r1 = max(y0, by * b) - by * b, min(y1, (by + 1) * b) - by * b
                 rows.append(torch.cat([
-                    tiles[(ty, tx)][branch][:, r0:r1, max(x0, tx * t) - tx * t:
-                                            min(x1, (tx + 1) * t) - tx * t]
-                    for tx in range(tx0, tx1)], dim=2))
+                    blocks[(by, bx)][branch][:, r0:r1, max(x0, bx * b) - bx * b:
+                                             min(x1, (bx + 1) * b) - bx * b]
+                    for bx in range(bx0, bx1)], dim=2))
             grids[branch] = LatentGrid(torch.cat(rows, dim=1), (y0, x0))
         return grids
 

@@ -69,23 +69,31 @@ class NeuralMethod:
 
     def __init__(self, name: str, model: ImplicitSR, rgb: np.ndarray, device: torch.device,
                  cache: ByteLRU, notify: Callable[[str], None] | None = None,
-                 whole_photo_on_gpu: bool = True) -> None:
+                 whole_photo_on_gpu: bool = True, projection_cache: ByteLRU | None = None
+                 ) -> None:
         self.name = name
         self.rgb = rgb
         self.cache = cache
+        self.projection_cache = projection_cache if projection_cache is not None else cache
         self.notify = notify or (lambda message: None)
         self.model = model.to(device).eval()
         if device.type != "mps":
             self.model.use_channels_last()
         self.device = device
         self.chunk = self.model.default_chunk
-        tile = None
+        tile = block = None
         if device.type == "cuda" and whole_photo_on_gpu:
-            # The whole photo in one tile when its projections fit in half the cache.
-            width = sum(d.hidden[0] for d in self.model.decoders.values())
-            if rgb.shape[0] * rgb.shape[1] * width * 4 < cache.max_bytes // 2:
+            # The whole photo in one feature tile when its features fit in half the cache,
+            # and in one projection block when its projections do (few, large kernels).
+            pixels = rgb.shape[0] * rgb.shape[1]
+            feature_bytes = 4 * sum(e.out_dim for e in self.model.encoders.values())
+            if pixels * feature_bytes < cache.max_bytes // 2:
                 tile = max(rgb.shape[:2])
-        self.features = FeatureTiles(self.model, rgb, device, cache, key=name, tile=tile)
+                width = sum(d.hidden[0] for d in self.model.decoders.values())
+                if pixels * width * 4 < self.projection_cache.max_bytes // 2:
+                    block = tile
+        self.features = FeatureTiles(self.model, rgb, device, cache, key=name, tile=tile,
+                                     projections=self.projection_cache, block=block)
         self._appearance: torch.Tensor | None = None
         self._appearance_ready = False
         self._lock = threading.Lock()
@@ -205,8 +213,11 @@ class NeuralMethod:
     def _move_to_cpu(self) -> None:
         cpu = torch.device("cpu")
         self.model.to(cpu)
-        self.cache.discard(lambda key: isinstance(key, tuple) and key[0] == self.name)
-        self.features.device = cpu
+        for cache in (self.cache, self.projection_cache):
+            cache.discard(lambda key: isinstance(key, tuple) and key[0] == self.name)
+        # Back to the CPU's tile sizes (not the whole photo at once).
+        self.features = FeatureTiles(self.model, self.rgb, cpu, self.cache, key=self.name,
+                                     projections=self.projection_cache)
         self.device = cpu
         self.chunk = self.model.default_chunk
         if self._appearance is not None:

@@ -212,8 +212,8 @@ class ProgressiveRenderer:
         cy, cx = view.center
         tiles = sorted(((ty, tx) for ty in rows for tx in cols),
                        key=lambda p: ((p[0] + 0.5) * t - cy) ** 2 + ((p[1] + 0.5) * t - cx) ** 2)
-        width = sum(d.hidden[0] for d in neural.model.decoders.values())
-        budget = self.engine.feature_cache.max_bytes // 2 // max(1, t * t * width * 4)
+        budget = self.engine.feature_cache.max_bytes // 2 // max(1, t * t *
+                                                                features.bytes_per_pixel)
         return [(neural, ty, tx) for ty, tx in tiles[:budget]]
 
     def _background(self, view: View) -> np.ndarray:
