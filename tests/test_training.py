@@ -23,7 +23,7 @@ from training.data import (
     augment,
     hr_pixels_in_patch,
 )
-from training.degradation import degrade, draw_params, gaussian_kernel
+from training.degradation import VARIANTS, degrade, draw_params, gaussian_kernel
 from training.metrics import psnr_y, rgb_to_y, shave_for_scale, ssim_y
 
 
@@ -62,6 +62,53 @@ def test_degradation_varies(rng):
     assert any(p.sharpen_amount > 0 for p in params)
     assert any(p.sharpen_amount == 0 for p in params)
     assert any(p.jpeg_quality > 0 for p in params) and any(p.jpeg_quality == 0 for p in params)
+
+
+def test_degradation_variants_leave_out_one_stage_each(rng):
+    """The ablation's variants (`training.ablate_degradation`): each switches its stages off
+    after the same draw, so runs differ only in what the variant names."""
+    hr = _smooth_photo(rng, 90, 120)
+    for seed in range(20):
+        after_full = np.random.default_rng(seed)
+        full = draw_params(after_full)
+        for variant, stages in VARIANTS.items():
+            r = np.random.default_rng(seed)
+            p = draw_params(r, variant)
+            # the same random numbers were drawn, whatever the variant
+            assert r.bit_generator.state == after_full.bit_generator.state
+            assert (p.blur_sigma_major == full.blur_sigma_major) == ("blur" in stages)
+            assert (p.noise_shot == full.noise_shot) == ("noise" in stages or full.noise_shot == 0)
+            assert (p.sharpen_amount == full.sharpen_amount) == (
+                "sharpen" in stages or full.sharpen_amount == 0)
+            assert (p.jpeg_quality == full.jpeg_quality) == (
+                "jpeg" in stages or full.jpeg_quality == 0)
+    lr, params = degrade(hr, 2.0, np.random.default_rng(3), variant="area-only")
+    np.testing.assert_allclose(lr, resize(hr, scale=0.5, method="area"), atol=1e-6)
+    assert params.blur_sigma_major == 0 and params.jpeg_quality == 0
+    with pytest.raises(ValueError, match="unknown degradation"):
+        draw_params(np.random.default_rng(0), "no-lens")
+
+
+def test_degradation_ablation_trains_each_variant_once_and_scores_them(tmp_path, rng):
+    from training import ablate_degradation
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save(photos / "p.png", _smooth_photo(rng, 120, 120))
+    args = ["--photos", str(photos), "--synthetic", str(photos), "--scales", "2",
+            "--variants", "area-only,no-jpeg", "--iterations", "2", "--lr-step", "1",
+            "--batch", "2", "--patch", "16", "--queries", "64", "--runs", str(tmp_path / "runs"),
+            "--json", str(tmp_path / "a.json")]
+    assert ablate_degradation.main(args) == 0
+    report = json.loads((tmp_path / "a.json").read_text())
+    (row,) = report["results"]
+    assert set(row["table"]) == {"bicubic", "area-only", "no-jpeg"}
+    last = tmp_path / "runs" / "area-only" / "last.pt"
+    assert torch.load(last, weights_only=True)["step"] == 2
+    stamp = last.stat().st_mtime_ns
+    assert ablate_degradation.main(args) == 0  # complete runs are not trained again
+    assert last.stat().st_mtime_ns == stamp
+    assert "| area-only |" in ablate_degradation.markdown(report)
 
 
 def test_degradation_keeps_tones(rng):

@@ -17,7 +17,7 @@ shows the HR point (i + 0.5) * scale, as everywhere in ddir-zoom.
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,17 @@ from ddir_zoom.imaging.io import to_uint8
 from ddir_zoom.imaging.resample import resample_region
 
 SCALE_RANGE = (1.5, 4.0)
+
+# Named degradations for ablation (`python -m training.ablate_degradation`): the full pipeline,
+# each stage left out in turn, and none of them (area downsampling only, as bicubic-trained
+# models see). Every variant draws the same random numbers as "full", so runs that differ in
+# the variant see the same patches, scales and noise fields.
+STAGES = ("blur", "noise", "sharpen", "jpeg")
+VARIANTS: dict[str, frozenset[str]] = {
+    "full": frozenset(STAGES),
+    **{f"no-{stage}": frozenset(STAGES) - {stage} for stage in STAGES},
+    "area-only": frozenset(),
+}
 
 
 @dataclass(frozen=True)
@@ -48,15 +59,20 @@ class DegradationParams:
         return asdict(self)
 
 
-def draw_params(rng: np.random.Generator) -> DegradationParams:
+def draw_params(rng: np.random.Generator, variant: str = "full") -> DegradationParams:
     """Draw degradation parameters: a real wide shot is a little softer and noisier than the
-    telephoto shot, often sharpened in camera and JPEG-compressed, not ruined."""
+    telephoto shot, often sharpened in camera and JPEG-compressed, not ruined.
+
+    variant: a name in `VARIANTS`; its missing stages are switched off after the draw.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown degradation {variant!r}; one of {', '.join(VARIANTS)}")
     major = float(rng.uniform(0.3, 1.2))
     anisotropic = rng.random() < 0.4
     minor = float(rng.uniform(0.3, major)) if anisotropic else major
     noisy = rng.random() < 0.7
     sharpened = rng.random() < 0.5
-    return DegradationParams(
+    params = DegradationParams(
         blur_sigma_major=major,
         blur_sigma_minor=minor,
         blur_angle=float(rng.uniform(0, np.pi)),
@@ -66,6 +82,17 @@ def draw_params(rng: np.random.Generator) -> DegradationParams:
         sharpen_radius=float(rng.uniform(0.6, 1.5)),
         jpeg_quality=int(rng.integers(70, 96)) if rng.random() < 0.6 else 0,
     )
+    stages = VARIANTS[variant]
+    off = {}
+    if "blur" not in stages:
+        off.update(blur_sigma_major=0.0, blur_sigma_minor=0.0)
+    if "noise" not in stages:
+        off.update(noise_shot=0.0, noise_read=0.0)
+    if "sharpen" not in stages:
+        off.update(sharpen_amount=0.0)
+    if "jpeg" not in stages:
+        off.update(jpeg_quality=0)
+    return replace(params, **off)
 
 
 def gaussian_kernel(sigma_major: float, sigma_minor: float, angle: float) -> np.ndarray:
@@ -123,18 +150,22 @@ def degrade(
     rng: np.random.Generator,
     params: DegradationParams | None = None,
     out_shape: tuple[int, int] | None = None,
+    variant: str = "full",
 ) -> tuple[np.ndarray, DegradationParams]:
     """LR image (float32 (h, w, 3) in [0, 1]) of `hr` at `scale` > 1, and the parameters used.
 
     out_shape: LR size; default round(H / scale) x round(W / scale).
+    variant: which stages of the pipeline run (`VARIANTS`), when `params` is not given.
     """
     if scale <= 1.0:
         raise ValueError(f"the degradation scale must exceed 1, got {scale}")
-    params = params or draw_params(rng)
+    params = params or draw_params(rng, variant)
     hr = np.asarray(hr, dtype=np.float32)
-    kernel = gaussian_kernel(params.blur_sigma_major * scale, params.blur_sigma_minor * scale,
-                             params.blur_angle)
-    blurred = convolve(hr, kernel)
+    blurred = hr
+    if params.blur_sigma_major > 0.0:
+        kernel = gaussian_kernel(params.blur_sigma_major * scale,
+                                 params.blur_sigma_minor * scale, params.blur_angle)
+        blurred = convolve(hr, kernel)
     if out_shape is None:
         out_shape = (max(1, round(hr.shape[0] / scale)), max(1, round(hr.shape[1] / scale)))
     lr = resample_region(blurred, 1.0 / scale, (0, 0), out_shape, method="area")

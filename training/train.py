@@ -52,6 +52,7 @@ from training.data import (
     ScaleSampler,
     SyntheticSource,
 )
+from training.degradation import VARIANTS
 from training.distributed import Ranks, any_rank, barrier, from_main, setup, teardown
 from training.evaluate import city100_pairs, model_method, score, synthetic_pairs
 from training.loader import BatchStream, batch_loader
@@ -85,6 +86,8 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    help="effective scale between City100's L and H shots")
     g.add_argument("--photos", action="append", default=[], metavar="DIR",
                    help="folder of HR photos for the synthetic degradation (recursive)")
+    g.add_argument("--degradation", choices=list(VARIANTS), default="full",
+                   help="stages of the synthetic degradation (ablation; default: all)")
     g.add_argument("--pregenerated", action="append", default=[], metavar="DIR",
                    help="pairs degraded ahead of training (python -m training.pregenerate)")
     g.add_argument("--mix", default="",
@@ -141,7 +144,8 @@ def build_sources(args: argparse.Namespace) -> Mixture:
         sources.append(City100Source(args.city100, effective_scale=args.city100_scale,
                                      scale_range=scale_range))
     if args.photos:
-        sources.append(SyntheticSource(args.photos, scale_range=scale_range))
+        sources.append(SyntheticSource(args.photos, scale_range=scale_range,
+                                       degradation=getattr(args, "degradation", "full")))
     for folder in getattr(args, "pregenerated", []):
         sources.append(PregeneratedSource(folder))
     weights = {}
