@@ -85,3 +85,18 @@ def test_the_anchor_samples_the_pixel_area_not_its_centre():
     offsets = np.array(tone_anchor.SAMPLE_OFFSETS)
     assert len(offsets) >= 2 and np.allclose(offsets.mean(0), 0.0)
     assert np.all(np.abs(offsets) < 0.5) and not np.any(np.all(offsets == 0.0, axis=1))
+
+
+def test_the_anchor_measures_the_clamped_colours_it_shows():
+    """A model that overshoots white where the photo is white: the screen shows white, so
+    there is nothing to correct (sampling the raw output would darken the highlight)."""
+    photo = np.ones((40, 50, 3), np.float32)
+    model = _drifting_model(anchor=False)
+    with torch.no_grad():
+        model.decoders["sr"].mlp.linears[-1].bias.add_(2.0)  # far past white everywhere
+    lr = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
+    grids, appearance = model.prepare(lr)
+    assert model.query(grids, torch.tensor([[[20.5, 25.5]]], dtype=torch.float64),
+                       torch.full((1, 1, 2), 0.5), (40, 50), appearance).min() > 1.05
+    c = tone_anchor.correction_region(model, grids, lr, (0, 0), (40, 50), appearance, 3.0)
+    assert c.abs().max() < 1e-6
