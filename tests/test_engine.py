@@ -190,6 +190,25 @@ def test_progressive_frame_then_tiles_equal_the_full_render(rng):
         renderer.close()
 
 
+def test_a_refined_view_hands_free_memory_back(rng, monkeypatch):
+    """`memory.release` runs once a view is refined, not per tile (glibc keeps freed heap)."""
+    from ddir_zoom.engine import progressive
+
+    calls = []
+    monkeypatch.setattr(progressive, "release", lambda: calls.append(1))
+    engine = _engine(rng)
+    renderer, got = _renderer(engine)
+    try:
+        frame = renderer.request(View.centred(3.3, (45, 60), (200, 260)), "ddir")
+        assert frame.total > 1 and got.done.wait(60) and not got.errors
+        deadline = time.time() + 10
+        while not calls and time.time() < deadline:
+            time.sleep(0.01)
+        assert calls == [1]
+    finally:
+        renderer.close()
+
+
 def test_a_first_pass_shows_first_then_the_method_replaces_it(rng):
     """A fast model's tiles come first (final False) and do not count as progress; then the
     method's own tiles replace every one, and the view ends equal to the method's render."""

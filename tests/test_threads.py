@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -43,3 +44,19 @@ def test_configure_sets_torch_threads():
         assert threads.configure(0) == threads.free_cores()
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_allocator_policy_fixes_glibcs_mmap_threshold(monkeypatch):
+    """On glibc the threshold is fixed (freed tensors go back to the system); 0 in the
+    environment leaves glibc's default; elsewhere nothing is done. release() never fails."""
+    from ddir_zoom import memory
+
+    glibc = memory._glibc() is not None
+    assert memory.set_allocator_policy() == (memory.MMAP_THRESHOLD if glibc else 0)
+    monkeypatch.setenv("DDIR_ZOOM_MMAP_THRESHOLD", "0")
+    assert memory.set_allocator_policy() == 0
+    monkeypatch.setenv("DDIR_ZOOM_MMAP_THRESHOLD", "not a number")
+    assert memory.set_allocator_policy() == (memory.MMAP_THRESHOLD if glibc else 0)
+    memory.release()
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert glibc

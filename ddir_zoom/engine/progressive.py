@@ -41,6 +41,7 @@ from ddir_zoom.engine.methods import Cancelled, NeuralMethod
 from ddir_zoom.engine.source import BACKGROUND, sample_view
 from ddir_zoom.engine.view import TILE, View, tile_rect, visible_tiles
 from ddir_zoom.imaging.io import to_uint8
+from ddir_zoom.memory import release
 from ddir_zoom.threads import COMPUTE
 
 DEFAULT_TILE_CACHE_BYTES = 256 << 20
@@ -308,7 +309,8 @@ class ProgressiveRenderer:
                         with COMPUTE:
                             method.prepare()
                     prepared.add(work[0])
-                self._refine(job, *work)
+                if self._refine(job, *work):
+                    release()  # a view is done: hand back what its work left free
             except Cancelled:
                 pass
             except Exception as exc:  # the user sees a message, the worker lives on
@@ -318,12 +320,13 @@ class ProgressiveRenderer:
                         self._jobs.pop(job.channel, None)
                         self.on_error(job.generation, f"{type(exc).__name__}: {exc}")
 
-    def _refine(self, job: _Job, method: str, tile: tuple[int, int]) -> None:
+    def _refine(self, job: _Job, method: str, tile: tuple[int, int]) -> bool:
+        """Render one tile and hand it over; True when it completed the job's view."""
         def cancelled() -> bool:
             return self._current.get(job.channel) != job.generation
 
         if cancelled():
-            return
+            return False
         view, scale = job.view, job.view.scale
         final = method == job.method
         y, x, h, w = tile_rect(tile, self.engine.size, scale)
@@ -331,7 +334,7 @@ class ProgressiveRenderer:
         self.tiles.put((method, scale, tile), pixels)
         with self._cond:
             if cancelled():
-                return
+                return False
             job.done += final
             sy, sx, sh, sw = self._screen_rect(view, tile)
             ty, tx = sy + view.origin[0] - y, sx + view.origin[1] - x
@@ -345,3 +348,5 @@ class ProgressiveRenderer:
                                     job.total, job.channel, final))
             if final and job.done == job.total:
                 self.on_finished(job.generation)
+                return True
+        return False
