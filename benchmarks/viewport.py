@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -319,7 +320,28 @@ def open_and_view(photo_path: str, device: str, presets: list[str], models: list
             finally:
                 renderer.close()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"open_to_first_frame_s": first_frame, "peak_rss_mib": peak_kib / 1024}))
+    held = memory_now_mib()
+    print(json.dumps({"open_to_first_frame_s": first_frame, "peak_rss_mib": peak_kib / 1024,
+                      "held_rss_mib": held,
+                      "cache_mib": (engine.feature_cache.bytes + engine.projection_cache.bytes)
+                      / 2**20}))
+
+
+def memory_now_mib() -> float | None:
+    """Resident memory of this process now (Linux), MiB."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return None
+
+
+def memory_child(photo: Path, args: argparse.Namespace, env: dict | None = None) -> dict:
+    child = subprocess.run(
+        [sys.executable, __file__, "--child", str(photo), "--device", args.device,
+         "--presets", args.presets, "--models", args.models],
+        capture_output=True, text=True, check=True, env=env)
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--first-frames", action="store_true",
                         help="only the 24 MP JPEG and 24 MP RAW (DNG) open-to-first-frame times")
+    parser.add_argument("--compare-allocator", action="store_true",
+                        help="also measure memory with glibc's default mmap threshold")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     presets, models = args.presets.split(","), args.models.split(",")
@@ -364,14 +388,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, seconds in table["embedding_s"].items():
             print(f"appearance embedding of the 24 MP photo, {name}: {seconds:.2f} s "
                   f"(once per photo)")
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", str(photo), "--device", args.device,
-             "--presets", args.presets, "--models", args.models],
-            capture_output=True, text=True, check=True)
-        memory = json.loads(child.stdout.strip().splitlines()[-1])
+        memory = memory_child(photo, args)
         print(f"24 MP JPEG, open to first frame: {memory['open_to_first_frame_s']:.2f} s; "
               f"peak resident memory while viewing it with every method: "
-              f"{memory['peak_rss_mib']:.0f} MiB")
+              f"{memory['peak_rss_mib']:.0f} MiB, {memory['held_rss_mib']:.0f} MiB held at "
+              f"the end ({memory['cache_mib']:.0f} MiB of it cached features and projections)")
+        if args.compare_allocator:
+            default = memory_child(photo, args, {**os.environ, "DDIR_ZOOM_MMAP_THRESHOLD": "0"})
+            memory["glibc_default"] = default
+            print(f"the same with glibc's default mmap threshold (DDIR_ZOOM_MMAP_THRESHOLD=0): "
+                  f"peak {default['peak_rss_mib']:.0f} MiB, {default['held_rss_mib']:.0f} MiB "
+                  f"held")
         raw = raw_first_frame(make_big_dng(Path(folder) / "big.dng"), args.device)
         memory.update(raw)
         print(f"24 MP RAW (DNG), open to first frame (its embedded preview): "

@@ -10,9 +10,10 @@ DDIR and its first pass): 1994 MiB peak, 1894 MiB held after the view, 1415 MiB 
 `malloc_trim`; with the threshold fixed at 1 MiB, 1533 MiB peak and 1423 MiB held.
 
 `set_allocator_policy` fixes the threshold (once, at import of `ddir_zoom`, see its
-`__init__`); `DDIR_ZOOM_MMAP_THRESHOLD` (bytes; 0 leaves glibc's default) overrides it for a
-comparison. `release` hands back what the heap holds free, after a view is refined. Both do
-nothing where the C library is not glibc (macOS, Windows, musl).
+`__init__`); `release` hands back what the heap holds free, after a view is refined.
+`DDIR_ZOOM_MMAP_THRESHOLD` (bytes) sets another threshold; 0 leaves glibc alone (no threshold,
+no trimming), for a comparison. Both do nothing where the C library is not glibc (macOS,
+Windows, musl).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ MMAP_THRESHOLD = 1 << 20
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 _libc = None
+_enabled = False
 
 
 def _glibc():
@@ -46,12 +48,14 @@ def _glibc():
 def set_allocator_policy() -> int:
     """Fix glibc's mmap threshold (`MMAP_THRESHOLD`, or `DDIR_ZOOM_MMAP_THRESHOLD` bytes; 0:
     leave the default). Returns the threshold set, 0 if none was."""
+    global _enabled
     libc = _glibc()
     try:
         threshold = int(os.environ.get("DDIR_ZOOM_MMAP_THRESHOLD", MMAP_THRESHOLD))
     except ValueError:
         threshold = MMAP_THRESHOLD
-    if libc is None or threshold <= 0:
+    _enabled = libc is not None and threshold > 0
+    if not _enabled:
         return 0
     return threshold if libc.mallopt(_M_MMAP_THRESHOLD, threshold) == 1 else 0
 
@@ -59,5 +63,5 @@ def set_allocator_policy() -> int:
 def release() -> None:
     """Give the heap's free memory back to the system (glibc's malloc_trim)."""
     libc = _glibc()
-    if libc is not None:
+    if libc is not None and _enabled:
         libc.malloc_trim(0)
