@@ -119,6 +119,10 @@ def upscale_parser() -> argparse.ArgumentParser:
                         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
                         help="CPU threads (default: the cores not busy with other programs)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="float32 (exact, the default) or bfloat16: the models' hidden "
+                             "layers in bfloat16, about twice as fast on processors that "
+                             "multiply it natively, at most a level of 255 from float32")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output file (one input), or a folder: files are then named "
                              "NAME_xSCALE.FORMAT")
@@ -243,7 +247,8 @@ def upscale_main(argv: list[str]) -> int:
                         f"the output would be {shape[1]} x {shape[0]} = {pixels / 1e6:,.0f} "
                         f"megapixels ({pixels * 3 / 2**30:,.1f} GB as 8-bit RGB; hours to days "
                         f"of rendering): add --force if that is what you want")
-                engine = Engine(photo, device=device)
+                engine = Engine(photo, device=device, precision=args.precision,
+                                notify=warn)
                 if model is not None:
                     engine.add_model(method, model)
                 with tqdm(total=0, unit="tile", desc=source.name, leave=False, file=sys.stderr,

@@ -10,6 +10,7 @@ import torch
 
 from ddir_zoom.engine import TILE, Engine, View, render_size, visible_tiles
 from ddir_zoom.engine import features as features_module
+from ddir_zoom.engine.engine import first_pass_name
 from ddir_zoom.engine.export import export_geometry, export_region
 from ddir_zoom.engine.features import FeatureTiles, appearance_embedding, tensor_bytes
 from ddir_zoom.engine.lru import ByteLRU
@@ -17,6 +18,7 @@ from ddir_zoom.engine.methods import Cancelled
 from ddir_zoom.engine.progressive import ProgressiveRenderer
 from ddir_zoom.imaging import ImageSaveError, Photo, load_photo, to_uint8
 from ddir_zoom.models import LatentGrid, make_model, make_preset
+from ddir_zoom.models.precision import native_bfloat16
 
 SMALL = {"encoder": {"n_resblocks": 2, "n_feats": 8}, "hidden": [16, 16]}
 
@@ -85,6 +87,48 @@ def test_any_tile_equals_the_same_pixels_of_a_full_render(rng, method, scale):
         tw = int(rng.integers(1, min(TILE, w - x) + 1))
         part = engine.render_region(method, scale, (y, x), (th, tw))
         np.testing.assert_array_equal(part, full[y:y + th, x:x + tw])
+
+
+BF16 = native_bfloat16(torch.device("cpu"))
+
+
+@pytest.mark.skipif(not BF16, reason="this CPU has no native bfloat16 products")
+@pytest.mark.parametrize("scale", [1.7, 4.0])
+def test_bfloat16_decoding_keeps_tiles_equal_to_the_full_render(rng, scale):
+    """The named approximation of models.precision is still exact across tiles: a viewport
+    tile, an export and a whole render of one engine show the same pixels."""
+    torch.manual_seed(0)
+    engine = Engine(_photo(rng), device="cpu", precision="bfloat16")
+    engine.add_model("ddir", make_model({"model": "ddir", **SMALL, "hidden": [32, 32, 32]}))
+    assert engine.methods["ddir"].model.precision == "bfloat16"
+    h, w = render_size(engine.size, scale)
+    full = engine.render_region("ddir", scale, (0, 0), (h, w))
+    for _ in range(3):
+        y, x = int(rng.integers(0, h - 1)), int(rng.integers(0, w - 1))
+        th = int(rng.integers(1, min(TILE, h - y) + 1))
+        tw = int(rng.integers(1, min(TILE, w - x) + 1))
+        np.testing.assert_array_equal(engine.render_region("ddir", scale, (y, x), (th, tw)),
+                                      full[y:y + th, x:x + tw])
+
+
+def test_precision_of_methods_and_first_passes(rng, monkeypatch):
+    """float32 unless asked; a first pass decodes in bfloat16 where that is native; asking for
+    bfloat16 where it is not falls back to float32 and says so."""
+    torch.manual_seed(0)
+    model = make_model({"model": "ddir", **SMALL})
+    engine = Engine(_photo(rng), device="cpu")
+    engine.add_model("ddir", model, first_pass=make_model({"model": "ddir", **SMALL}))
+    assert engine.precision == "float32" and model.precision == "float32"
+    fast = engine.first_passes[first_pass_name("ddir")].model
+    assert fast.precision == ("bfloat16" if BF16 else "float32")
+    from ddir_zoom.models import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda device: False)
+    said = []
+    engine = Engine(_photo(rng), device="cpu", precision="bfloat16", notify=said.append)
+    assert engine.precision == "float32" and "float32" in said[0]
+    with pytest.raises(ValueError, match="unknown precision"):
+        Engine(_photo(rng), device="cpu", precision="float16")
 
 
 def test_tiled_features_equal_whole_image_features(rng):

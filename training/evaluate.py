@@ -42,6 +42,8 @@ from ddir_zoom.imaging.io import load_photo
 from ddir_zoom.imaging.resample import resample_region, resize
 from ddir_zoom.models import load_checkpoint, pick_device
 from ddir_zoom.models.base import ImplicitSR
+from ddir_zoom.models.precision import PRECISIONS
+from ddir_zoom.models.precision import resolve as resolve_precision
 from ddir_zoom.models.upscale import upscale_image
 from ddir_zoom.threads import configure
 from training.data import CITY100_EFFECTIVE_SCALE, CITY100_VALIDATION, list_images, load_city100
@@ -258,6 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradation")
     parser.add_argument("--limit", type=int, help="use only the first N images of a folder")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="decoding precision of the models (models.precision)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default); 1 beside a training run")
     parser.add_argument("--json", metavar="FILE", help="write all results as JSON")
@@ -276,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--model takes NAME=FILE, got {spec!r}")
         model, _ = load_checkpoint(path, device)
-        models[name] = {"file": path, "config": model.config}
+        precision, message = resolve_precision(args.precision, device)
+        if message:
+            print(f"warning: {message}", file=sys.stderr)
+        model.set_precision(precision)
+        models[name] = {"file": path, "config": model.config, "precision": precision}
         methods[name] = model_method(model)
     if not (args.pairs or args.city100 or args.synthetic or args.tone):
         raise SystemExit("nothing to evaluate: give --pairs, --city100, --synthetic or --tone")

@@ -27,12 +27,13 @@ IMAGE_FILTER = ("Photos (" + " ".join(f"*{s}" for s in sorted(PHOTO_SUFFIXES | R
 
 
 def load_engine(source: str | Path | Photo, device: str,
-                models: dict[str, Path | tuple[Path, Path]]) -> tuple[Engine, list[str]]:
+                models: dict[str, Path | tuple[Path, Path]], precision: str = "float32"
+                ) -> tuple[Engine, list[str]]:
     """Decode (unless given a Photo) and prepare an engine with `models` (a file, or a file
-    and its fast first pass); runs off the GUI thread. Returns the engine and warnings about
-    models that could not be loaded."""
+    and its fast first pass) decoding in `precision`; runs off the GUI thread. Returns the
+    engine and warnings about models that could not be loaded."""
     photo = source if isinstance(source, Photo) else load_photo(source)
-    engine = Engine(photo, device=device)
+    engine = Engine(photo, device=device, precision=precision)
     warnings = []
     for name, files in models.items():
         path, first_pass = files if isinstance(files, tuple) else (files, None)
@@ -65,7 +66,8 @@ class PhotoOpening:
             if pixels is None:
                 return None
             photo = Photo(rgb=unit_float(pixels), rgb8=pixels, format="RAW preview")
-            return load_engine(photo, self.settings.device, self._models())
+            return load_engine(photo, self.settings.device, self._models(),
+                               self.settings.precision)
 
         def shown(result) -> None:
             if result is None or token is not self._load_token or not self.loading:
@@ -165,7 +167,8 @@ class PhotoOpening:
             self.show_error(message)
 
         create_worker(load_engine, source, self.settings.device, self._models(),
-                      _start_thread=True, _connect={"returned": done, "errored": failed})
+                      self.settings.precision, _start_thread=True,
+                      _connect={"returned": done, "errored": failed})
 
     def _finish_loading(self) -> None:
         self.loading = False

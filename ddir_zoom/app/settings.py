@@ -29,6 +29,7 @@ class Settings:
     device = _Text("auto")
     theme = _Text("dark")
     threads = _Text("0")  # CPU threads; 0: the cores not busy with other programs
+    precision = _Text("float32")  # decoding: float32 (exact) or bfloat16 (models.precision)
 
     def __init__(self, settings: QSettings | None = None) -> None:
         self.qsettings = settings or QSettings("ddir-zoom", "ddir-zoom")

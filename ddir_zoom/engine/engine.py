@@ -20,6 +20,7 @@ from ddir_zoom.engine.source import PhotoSource
 from ddir_zoom.imaging.io import DEFAULT_MAX_PIXELS, Photo, load_photo
 from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import ImplicitSR, load_checkpoint, pick_device
+from ddir_zoom.models.precision import resolve as resolve_precision
 from ddir_zoom.threads import COMPUTE
 
 DEFAULT_FEATURE_CACHE_BYTES = 512 << 20
@@ -52,13 +53,21 @@ class Engine:
     def __init__(self, photo: Photo, device: str | torch.device | None = None,
                  feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
                  projection_cache_bytes: int = DEFAULT_PROJECTION_CACHE_BYTES,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None,
+                 precision: str = "float32") -> None:
         self.photo = photo
         self.source = PhotoSource(photo)
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.feature_cache = ByteLRU(feature_cache_bytes, tensor_bytes)
         self.projection_cache = ByteLRU(projection_cache_bytes, tensor_bytes)
         self.notify = notify or (lambda message: None)
+        # Decoding precision of every model (`models.precision`); float32 is exact. A first
+        # pass, replaced by its method's own pixels, decodes in bfloat16 wherever that is
+        # native.
+        self.precision, message = resolve_precision(precision, self.device)
+        if message:
+            self.notify(message)
+        self._first_pass_precision, _ = resolve_precision("bfloat16", self.device)
         self.methods: dict[str, RenderMethod] = {"bicubic": BicubicMethod(photo.rgb)}
         # Fast models that show a view first while a slow one refines it (see `add_model`),
         # by their own names (`first_pass_name`): methods too, not offered to the user.
@@ -80,17 +89,19 @@ class Engine:
         first_pass: a fast model (a distilled student) that the progressive renderer shows
         first, tile by tile, while `model` refines the view; exports use `model` alone.
         """
-        method = self._neural(name, model)
+        method = self._neural(name, model, self.precision)
         self.first_passes.pop(first_pass_name(name), None)
         if first_pass:
-            self.first_passes[first_pass_name(name)] = self._neural(first_pass_name(name),
-                                                                     first_pass)
+            self.first_passes[first_pass_name(name)] = self._neural(
+                first_pass_name(name), first_pass, self._first_pass_precision)
         self.methods[name] = method
         return method
 
-    def _neural(self, name: str, model: ImplicitSR | str | os.PathLike) -> NeuralMethod:
+    def _neural(self, name: str, model: ImplicitSR | str | os.PathLike, precision: str
+                ) -> NeuralMethod:
         if not isinstance(model, ImplicitSR):
             model, _ = load_checkpoint(Path(model), device="cpu")
+        model.set_precision(precision)
         return NeuralMethod(name, model, self.photo.rgb, self.device, self.feature_cache,
                             self.notify, projection_cache=self.projection_cache)
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ddir_zoom.models.edsr import EDSREncoder
 from ddir_zoom.models.implicit import LatentGrid, Neighbours, local_ensemble
+from ddir_zoom.models.precision import DTYPES
 
 CHUNK_ELEMENTS = 2**18
 """Queries per chunk x widest MLP layer: 1024 queries for 256-wide MLPs, 4096 for 64-wide ones,
@@ -43,6 +44,21 @@ class ImplicitSR(nn.Module):
         self.decoders = nn.ModuleDict()
         self.channels_last = False
         self.tone_anchor = False  # see models.tone_anchor; set from the model file's info
+
+    @property
+    def precision(self) -> str:
+        """'float32' (exact) or 'bfloat16' (the named approximation of `models.precision`)."""
+        dtype = next(iter(self.decoders.values())).hidden_dtype
+        return "bfloat16" if dtype == torch.bfloat16 else "float32"
+
+    def set_precision(self, precision: str) -> ImplicitSR:
+        """Decode with `precision` (see `models.precision`; the caller checks the device has
+        native bfloat16 with `precision.resolve`). The reference path stays float32."""
+        if precision not in DTYPES:
+            raise ValueError(f"unknown precision {precision!r}")
+        for decoder in self.decoders.values():
+            decoder.hidden_dtype = DTYPES[precision]
+        return self
 
     def use_channels_last(self) -> ImplicitSR:
         """Run the encoders in channels_last layout: 1.4-2.3x faster on CPUs (oneDNN) and

@@ -121,6 +121,8 @@ class LocalImplicitDecoder(nn.Module):
         self.hidden = list(hidden)
         self.out_dim = out_dim
         self.mlp = MLP(9 * feat_dim + 4 + extra_dim, hidden, out_dim)
+        # float32, or the dtype of the hidden layers in fast decoding (`models.precision`).
+        self.hidden_dtype = torch.float32
 
     # --- weight views of the first layer, by input block -------------------------------------
     def _first_weights(self) -> tuple[torch.Tensor, ...]:
@@ -186,8 +188,16 @@ class LocalImplicitDecoder(nn.Module):
         hidden.view(4, batch, n, width).add_(shared.view(1, batch, n, width))
         x = torch.relu_(hidden)
         linears = self.mlp.linears
-        for layer in linears[1:-1]:
-            x = torch.relu_(torch.addmm(layer.bias, x, layer.weight.t()))
+        if self.hidden_dtype != torch.float32 and len(linears) > 2:
+            # The named approximation of `models.precision`: hidden layers in bfloat16.
+            dtype = self.hidden_dtype
+            x = x.to(dtype)
+            for layer in linears[1:-1]:
+                x = torch.relu_(torch.addmm(layer.bias.to(dtype), x, layer.weight.t().to(dtype)))
+            x = x.float()
+        else:
+            for layer in linears[1:-1]:
+                x = torch.relu_(torch.addmm(layer.bias, x, layer.weight.t()))
         last = linears[-1]
         preds = torch.addmm(last.bias, x, last.weight.t()).view(4, batch, n, self.out_dim)
         return (preds * nb.weights.unsqueeze(-1)).sum(0), preds
