@@ -10,12 +10,17 @@ only in how d_r samples each LR pixel and at which reference scales:
 - quadrant: one point, (+1/4, +1/4) from the centre
 - diagonal: two points, (-1/4, -1/4) and (+1/4, +1/4) (the shipped anchor)
 - four: the 2 x 2 midpoint rule
+- sixteen: the 4 x 4 midpoint rule
 each at the references (1.5, 3, 8), and centre and diagonal also at (2, 8) (the first anchor's);
-and `tone_anchor.correction_region` itself, as shipped ("shipped") and with STRIDE 2 (the
-diagonal pair in every other row and column: a quarter of the cost).
+and `tone_anchor.correction_region` itself, as shipped ("shipped"), with STRIDE 2 (the
+diagonal pair in every other row and column: a quarter of the cost) and averaging the model's
+raw output instead of its colours clamped to [0, 1] (CLAMP False, the anchor before
+2026-11-23). The sampling variants average clamped colours, as shipped.
 Prints MAD / contrast change (levels, `training.tone`) per photo and scale, and the worst.
 
     PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/b100 --limit 3
+    PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/b100 \
+        --weights resources/weights/ddir_student.safetensors     # the distilled student
     PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/set14 \
         --synthetic --scales 3.7 --limit 14 --shipped-only --sigma 3     # the low-pass's width
 """
@@ -48,10 +53,13 @@ SAMPLINGS = {
     "quadrant": [(0.25, 0.25)],
     "diagonal": [(-0.25, -0.25), (0.25, 0.25)],
     "four": [(a, b) for a in (-0.25, 0.25) for b in (-0.25, 0.25)],
+    "sixteen": [(a, b) for a in (-0.375, -0.125, 0.125, 0.375)
+                for b in (-0.375, -0.125, 0.125, 0.375)],
 }
 VARIANTS = [(name, (1.5, 3.0, 8.0)) for name in SAMPLINGS] + [
     ("centre", (2.0, 8.0)), ("diagonal", (2.0, 8.0))]
-SHIPPED = [("shipped", {}), ("shipped with stride 2", {"STRIDE": 2})]
+SHIPPED = [("shipped", {}), ("shipped with stride 2", {"STRIDE": 2}),
+           ("shipped on the raw output", {"CLAMP": False})]
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ tile cached). Also: a 24-megapixel JPEG from open to first frame, the appearance
 embedding's one-off cost, and the peak resident memory of a process viewing that photo.
 
     python benchmarks/viewport.py --presets paper --models ddir,student,liif   # as shipped
+    python benchmarks/viewport.py --presets paper --models ddir --precision bfloat16
     python benchmarks/viewport.py --presets compact,paper --device cuda
     python benchmarks/viewport.py --presets paper --models ddir --scales 2.5 --load 2
 
@@ -52,6 +53,7 @@ from ddir_zoom.models import make_preset, preset_config, read_header
 from ddir_zoom.resources import bundled_first_pass, bundled_weights, sample_photo
 
 VIEWPORT = (800, 1280)
+ENGINE_OPTIONS: dict = {}  # --precision, for every engine the viewport measures open
 
 
 def make_big_jpeg(path: Path, size: tuple[int, int] = (4000, 6000)) -> Path:
@@ -260,7 +262,7 @@ def drag_frames(renderer: ProgressiveRenderer, view: View, method: str) -> list[
 def viewport_table(photo_path: Path, presets: list[str], models: list[str], scales: list[float],
                    device: str) -> dict:
     results = []
-    engine = Engine.open(photo_path, device=device)
+    engine = Engine.open(photo_path, device=device, **ENGINE_OPTIONS)
     origin = add_models(engine, presets, models)
     centre = (engine.size[0] / 2, engine.size[1] / 2)
     embedding = {}
@@ -305,7 +307,7 @@ def open_and_view(photo_path: str, device: str, presets: list[str], models: list
     """Child process: open the 24 MP photo, show a first frame, refine views at fit, x1.5 and
     x4 with every model; print timings and the peak resident memory as JSON."""
     start = time.perf_counter()
-    engine = Engine.open(photo_path, device=device)
+    engine = Engine.open(photo_path, device=device, **ENGINE_OPTIONS)
     renderer = ProgressiveRenderer(engine, lambda u: None)
     fit = View.fit(engine.size, VIEWPORT)
     renderer.request(fit, "bicubic")
@@ -339,7 +341,7 @@ def memory_now_mib() -> float | None:
 def memory_child(photo: Path, args: argparse.Namespace, env: dict | None = None) -> dict:
     child = subprocess.run(
         [sys.executable, __file__, "--child", str(photo), "--device", args.device,
-         "--presets", args.presets, "--models", args.models],
+         "--presets", args.presets, "--models", args.models, "--precision", args.precision],
         capture_output=True, text=True, check=True, env=env)
     return json.loads(child.stdout.strip().splitlines()[-1])
 
@@ -356,11 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--first-frames", action="store_true",
                         help="only the 24 MP JPEG and 24 MP RAW (DNG) open-to-first-frame times")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="decoding precision of the models (models.precision)")
     parser.add_argument("--compare-allocator", action="store_true",
                         help="also measure memory with glibc's default mmap threshold")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     presets, models = args.presets.split(","), args.models.split(",")
+    ENGINE_OPTIONS["precision"] = args.precision
     if args.child:
         open_and_view(args.child, args.device, presets, models)
         return 0
@@ -413,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['cold']['full_gflop_equivalent']:.0f}")
         loads = []
         if args.load:
-            engine = Engine.open(photo, device=args.device)
+            engine = Engine.open(photo, device=args.device, **ENGINE_OPTIONS)
             add_models(engine, presets, models)
             for scale in (float(s) for s in args.scales.split(",")):
                 view = View.centred(scale, (engine.size[0] / 2, engine.size[1] / 2), VIEWPORT)
@@ -425,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{r['slowdown']:.1f}x", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({**table, **memory, "device": args.device,
+                                               "precision": args.precision,
                                                "matmul_gflops": peak, "load": loads},
                                               indent=2))
     return 0

@@ -7,7 +7,8 @@ none of them saw) and on synthetic sets made with the full degradation:
 
     python -m training.ablate_degradation --photos ../shared/data/photos \\
         --city100 ../shared/data/city100_iphonex --synthetic ../shared/data/benchmarks/set14 \\
-        --iterations 1000 --threads 1 --runs runs/ablate \\
+        --synthetic ../shared/data/benchmarks/b100 --limit 20 --iterations 1000 --threads 1 \\
+        --variants full,no-blur,no-noise,no-sharpen,area-only --runs runs/ablate \\
         --json benchmarks/results/degradation_ablation.json
 
 A run that is already complete is not trained again, one that stopped is resumed, so the
@@ -71,7 +72,7 @@ def evaluate(variants: list[str], args: argparse.Namespace) -> dict:
     for folder in args.synthetic:
         for s in scales:
             datasets.append((f"{Path(folder).name} (synthetic, full degradation)", s,
-                             synthetic_pairs(folder, s)))
+                             synthetic_pairs(folder, s, limit=args.limit)))
     methods = {"bicubic": bicubic_method}
     for variant in variants:
         model, _ = load_checkpoint(Path(args.runs) / variant / "best.safetensors")
@@ -110,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--city100", metavar="DIR", help="City100 folder (validation scenes scored)")
     p.add_argument("--synthetic", action="append", default=[], metavar="DIR")
     p.add_argument("--scales", default="2.3,3.7", help="scales for --synthetic")
+    p.add_argument("--limit", type=int, help="the first N images of each --synthetic folder")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--lr-step", type=int, default=700, help="halve the learning rate here")

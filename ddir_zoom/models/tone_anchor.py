@@ -61,6 +61,9 @@ STRIDE = 1
 was measured and not taken: the difference LR - d_r holds fine detail (edges the model
 sharpens) that sparse samples alias into the low-pass, 0.82 levels of MAD on the worst B100
 photo against 0.37 (benchmarks/tone_anchor_sampling.py)."""
+CLAMP = True
+"""d_r averages the model's colours clamped to [0, 1], as they are shown (False: the raw
+output; kept for benchmarks/tone_anchor_sampling.py, which measures the difference)."""
 SIGMA = 2.0  # LR pixels
 RADIUS = math.ceil(3 * SIGMA)
 HALO = RADIUS + 1
@@ -114,7 +117,8 @@ def correction_region(model: ImplicitSR, grids: dict[str, LatentGrid], lr: torch
         coords = centres + centres.new_tensor(offset)
         # Clamped as the zoom is shown: where a model overshoots [0, 1] (at strong edges),
         # what the eye sees (and `training.tone` measures) is the clamped colour.
-        d = d + model.query(grids, coords, cells, image_hw, appearance).clamp(0.0, 1.0)
+        colours = model.query(grids, coords, cells, image_hw, appearance)  # (1, n, 3)
+        d = d + (colours.clamp(0.0, 1.0) if CLAMP else colours)
     d = (d / len(SAMPLE_OFFSETS)).reshape(len(rows), len(cols), 3).permute(2, 0, 1)
     valid = torch.zeros(1, 1, h, w, device=device, dtype=lr.dtype)
     difference = torch.zeros_like(lr)
