@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                         help="decoding precision of the models (models.precision)")
     parser.add_argument("--compare-allocator", action="store_true",
-                        help="also measure memory with glibc's default mmap threshold")
+                        help="also measure memory without trimming the heap (memory.release)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     presets, models = args.presets.split(","), args.models.split(",")
@@ -399,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{memory['peak_rss_mib']:.0f} MiB, {memory['held_rss_mib']:.0f} MiB held at "
               f"the end ({memory['cache_mib']:.0f} MiB of it cached features and projections)")
         if args.compare_allocator:
-            default = memory_child(photo, args, {**os.environ, "DDIR_ZOOM_MMAP_THRESHOLD": "0"})
-            memory["glibc_default"] = default
-            print(f"the same with glibc's default mmap threshold (DDIR_ZOOM_MMAP_THRESHOLD=0): "
+            default = memory_child(photo, args, {**os.environ, "DDIR_ZOOM_MALLOC_TRIM": "0"})
+            memory["without_trim"] = default
+            print(f"the same without trimming the heap (DDIR_ZOOM_MALLOC_TRIM=0): "
                   f"peak {default['peak_rss_mib']:.0f} MiB, {default['held_rss_mib']:.0f} MiB "
                   f"held")
         raw = raw_first_frame(make_big_dng(Path(folder) / "big.dng"), args.device)

@@ -46,17 +46,14 @@ def test_configure_sets_torch_threads():
         torch.set_num_threads(before)
 
 
-def test_the_allocator_policy_fixes_glibcs_mmap_threshold(monkeypatch):
-    """On glibc the threshold is fixed (freed tensors go back to the system); 0 in the
-    environment leaves glibc's default; elsewhere nothing is done. release() never fails."""
+def test_release_trims_glibcs_heap_unless_switched_off(monkeypatch):
+    """On glibc, release() trims the heap (and never fails); DDIR_ZOOM_MALLOC_TRIM=0 switches
+    it off; elsewhere it does nothing."""
     from ddir_zoom import memory
 
-    glibc = memory._glibc() is not None
-    assert memory.set_allocator_policy() == (memory.MMAP_THRESHOLD if glibc else 0)
-    monkeypatch.setenv("DDIR_ZOOM_MMAP_THRESHOLD", "0")
-    assert memory.set_allocator_policy() == 0
-    monkeypatch.setenv("DDIR_ZOOM_MMAP_THRESHOLD", "not a number")
-    assert memory.set_allocator_policy() == (memory.MMAP_THRESHOLD if glibc else 0)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert memory.trimming() == glibc
     memory.release()
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        assert glibc
+    monkeypatch.setenv("DDIR_ZOOM_MALLOC_TRIM", "0")
+    assert not memory.trimming()
+    memory.release()
