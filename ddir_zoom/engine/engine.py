@@ -23,12 +23,15 @@ from ddir_zoom.models import ImplicitSR, load_checkpoint, pick_device
 from ddir_zoom.models.precision import resolve as resolve_precision
 from ddir_zoom.threads import COMPUTE
 
-DEFAULT_FEATURE_CACHE_BYTES = 512 << 20
-"""Encoder features kept per open photo (all models together): 512 MiB, a 1280 x 800 view at
-x1.5 of the paper-size DDIR and its first pass with room to spare (`engine.features`)."""
-DEFAULT_PROJECTION_CACHE_BYTES = 256 << 20
-"""First-layer projections kept per open photo (all models together): 256 MiB, the blocks
-under a few render tiles; a block evicted is projected again from its features, cheaply."""
+DEFAULT_FEATURE_CACHE_BYTES = 768 << 20
+"""Encoder features kept per open photo (all models together): 768 MiB. A 1280 x 800 view at
+x1.5 reads up to 24 feature tiles of the paper-size DDIR (460 MB) and 60 of its first pass
+(260 MB); with 512 MiB the two evicted each other's tiles and a warm view was encoded again
+(benchmarks/viewport.py: 123 s warm against 114 s cold)."""
+DEFAULT_PROJECTION_CACHE_BYTES = 128 << 20
+"""First-layer projections kept per open photo (all models together): 128 MiB, the blocks
+under a render tile and its neighbours; a block evicted is projected again from its features
+in milliseconds."""
 
 
 def first_pass_name(method: str) -> str:
