@@ -28,8 +28,8 @@ def window(qtbot, tmp_path, monkeypatch):
     """A main window with its own settings file and small random DDIR and LIIF models."""
     real_load = opening_module.load_engine
 
-    def load_with_models(source, device, models):
-        engine, warnings = real_load(source, "cpu", {})
+    def load_with_models(source, device, models, precision="float32"):
+        engine, warnings = real_load(source, "cpu", {}, precision)
         for name in ("DDIR", "LIIF"):
             torch.manual_seed(0)
             engine.add_model(name, make_model({"model": name.lower(), **TINY}))
@@ -255,6 +255,31 @@ def test_settings_persist(qtbot, window, tmp_path):
     assert settings.methods[1] == "LIIF"
     assert str(sample_photo().resolve()) in settings.recent
     assert settings.last_folder == str(sample_photo().resolve().parent)
+
+
+def test_fast_decoding_reopens_the_photo_and_persists(qtbot, window, tmp_path, monkeypatch):
+    """The Device menu's bfloat16 item reopens the photo with an engine decoding in bfloat16
+    and is remembered; where bfloat16 is not native it is disabled."""
+    from ddir_zoom.app import window as window_module
+    monkeypatch.setattr(window_module, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr("ddir_zoom.engine.engine.resolve_precision",
+                        lambda precision, device: (precision, None))
+    open_sample(qtbot, window)
+    assert window.engine.precision == "float32"
+    window.set_device("cpu")
+    qtbot.waitUntil(lambda: window.engine is not None and not window.loading, timeout=20_000)
+    assert window.fast_decoding_action.isEnabled()
+    window.fast_decoding_action.setChecked(True)
+    qtbot.waitUntil(lambda: window.engine is not None and not window.loading
+                    and window.engine.precision == "bfloat16", timeout=20_000)
+    assert window.engine.methods["DDIR"].model.precision == "bfloat16"
+    monkeypatch.setattr(window_module, "native_bfloat16", lambda device: False)
+    window.set_device("cpu")
+    assert not window.fast_decoding_action.isEnabled()
+    qtbot.waitUntil(lambda: window.engine is not None and not window.loading, timeout=20_000)
+    window.close()
+    settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    assert settings.precision == "bfloat16"
 
 
 def test_gui_thread_never_waits_for_a_refine(qtbot, window):

@@ -275,14 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     methods: dict[str, Method] = {} if args.no_bicubic else {"bicubic": bicubic_method}
     models = {}
+    precision, message = resolve_precision(args.precision, device)
+    if message and args.model:
+        print(f"warning: {message}", file=sys.stderr)
     for spec in args.model:
         name, sep, path = spec.partition("=")
         if not sep:
             raise SystemExit(f"--model takes NAME=FILE, got {spec!r}")
         model, _ = load_checkpoint(path, device)
-        precision, message = resolve_precision(args.precision, device)
-        if message:
-            print(f"warning: {message}", file=sys.stderr)
         model.set_precision(precision)
         models[name] = {"file": path, "config": model.config, "precision": precision}
         methods[name] = model_method(model)

@@ -46,6 +46,11 @@ def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
 
 
+def feature_bytes_per_pixel(model: ImplicitSR) -> int:
+    """Bytes the cached features of `model` take per LR pixel (float32, every encoder)."""
+    return 4 * sum(e.out_dim for e in model.encoders.values())
+
+
 PROJECTION_BLOCK = 64
 """LR pixels per side of a projection block (it divides the feature tile sizes 128 and 192)."""
 
@@ -95,7 +100,7 @@ class FeatureTiles:
     @property
     def bytes_per_pixel(self) -> int:
         """Bytes a cached feature tile takes per LR pixel (float32)."""
-        return 4 * sum(e.out_dim for e in self.model.encoders.values())
+        return feature_bytes_per_pixel(self.model)
 
     def _tile_key(self, ty: int, tx: int) -> tuple:
         return (self.key, ty, tx)

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ddir_zoom.engine.features import FeatureTiles, appearance_embedding
+from ddir_zoom.engine.features import FeatureTiles, appearance_embedding, feature_bytes_per_pixel
 from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import tone_anchor
@@ -86,8 +86,7 @@ class NeuralMethod:
             # The whole photo in one feature tile when its features fit in half the cache,
             # and in one projection block when its projections do (few, large kernels).
             pixels = rgb.shape[0] * rgb.shape[1]
-            feature_bytes = 4 * sum(e.out_dim for e in self.model.encoders.values())
-            if pixels * feature_bytes < cache.max_bytes // 2:
+            if pixels * feature_bytes_per_pixel(self.model) < cache.max_bytes // 2:
                 tile = max(rgb.shape[:2])
                 width = sum(d.hidden[0] for d in self.model.decoders.values())
                 if pixels * width * 4 < self.projection_cache.max_bytes // 2:

@@ -5,11 +5,13 @@ paper-size model's decoding) in bfloat16 with float32 accumulation, where the ha
 native bfloat16 products (x86 CPUs with AVX512-BF16 or AMX, through oneDNN; CUDA GPUs that
 support it). The first layer (the gathered projections, the coordinate, cell and extra terms),
 the last layer, the local ensemble and everything else stay float32. On this project's CPU (a
-Xeon with AMX) a warm 256 x 256 tile of the paper-size DDIR at x2.5 took 2.4 s instead of 5.1 s.
+Xeon with AMX) the hidden layers' products are several times faster in bfloat16; what that
+gives a whole view is for benchmarks/viewport.py --precision bfloat16 to say.
 
 It is an approximation, with a tested bound (tests/test_models.py: the shipped DDIR on the
 bundled photo, at most 1 level of 255 from float32 anywhere, 0.1 level on average) and a
-measured quality cost (README, Speed). float32 is the default everywhere; a user picks
+measured quality cost (none at 0.01 dB on City100 and Set14:
+benchmarks/results/quality_ddir_bfloat16.json). float32 is the default everywhere; a user picks
 bfloat16 with `--precision` or the viewer's setting, and the GUI, command line and exports of
 one engine all decode with the engine's precision, so they show the same pixels.
 """
@@ -18,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = ("float32", "bfloat16")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISIONS = tuple(DTYPES)
 
 
 def native_bfloat16(device: torch.device) -> bool:
