@@ -275,13 +275,13 @@ def viewport_table(photo_path: Path, presets: list[str], models: list[str], scal
     for scale in scales:
         view = View.centred(scale, centre, VIEWPORT)
         for name in engine.methods:
-            engine.feature_cache.clear()
+            engine.clear_caches()
             renderer = ProgressiveRenderer(engine, lambda u: None)
             try:
                 drag = drag_frames(renderer, view, name)
             finally:
                 renderer.close()
-            engine.feature_cache.clear()
+            engine.clear_caches()
             renderer = ProgressiveRenderer(engine, lambda u: None)
             try:
                 cold = time_view(renderer, view, name)
@@ -325,8 +325,7 @@ def open_and_view(photo_path: str, device: str, presets: list[str], models: list
     held = memory_now_mib()
     print(json.dumps({"open_to_first_frame_s": first_frame, "peak_rss_mib": peak_kib / 1024,
                       "held_rss_mib": held,
-                      "cache_mib": (engine.feature_cache.bytes + engine.projection_cache.bytes)
-                      / 2**20}))
+                      "cache_mib": sum(cache.bytes for cache in engine.caches) / 2**20}))
 
 
 def memory_now_mib() -> float | None:

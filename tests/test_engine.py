@@ -234,6 +234,50 @@ def test_progressive_frame_then_tiles_equal_the_full_render(rng):
         renderer.close()
 
 
+def test_edge_tiles_are_refined_as_far_as_shown_then_grown(rng):
+    """A tile at the edge of a view is rendered only where the view shows it; a pan that shows
+    more of it renders it whole, and every frame equals the full render."""
+    engine = _engine(rng)
+    rendered = []
+    real = engine.render_region
+
+    def spy(method, scale, offset, shape, cancelled=None):
+        rendered.append(shape[0] * shape[1])
+        return real(method, scale, offset, shape, cancelled)
+
+    engine.render_region = spy
+    renderer, got = _renderer(engine)
+
+    def check(view):
+        got.done.clear()
+        got.tiles.clear()
+        frame = renderer.request(view, "ddir")
+        assert not frame.pending or (got.done.wait(60) and not got.errors)
+        canvas = frame.image.copy()
+        for update in got.tiles:
+            y, x, h, w = update.rect
+            canvas[y:y + h, x:x + w] = update.pixels
+        y0, x0, y1, x1 = engine.source.photo_rect(view)
+        full = to_uint8(real("ddir", view.scale, (view.origin[0] + y0, view.origin[1] + x0),
+                             (y1 - y0, x1 - x0)))
+        np.testing.assert_array_equal(canvas[y0:y1, x0:x1], full)
+        return frame
+
+    try:
+        view = View(3.0, (TILE // 2, TILE // 2), (TILE, TILE))  # 4 quarter tiles
+        frame = check(view)
+        assert frame.total == 4 and sum(rendered) == TILE * TILE
+        rendered.clear()
+        frame = check(View(3.0, (TILE // 4, TILE // 2), (TILE, TILE)))  # up a quarter tile
+        assert frame.total == 4 and len(frame.pending) == 2
+        assert sum(rendered) == 2 * TILE * TILE  # the two top tiles, whole
+        rendered.clear()
+        assert check(view).pending == []  # back again: cached
+        assert rendered == []
+    finally:
+        renderer.close()
+
+
 def test_a_refined_view_hands_free_memory_back(rng, monkeypatch):
     """`memory.release` runs once a view is refined, not per tile (glibc keeps freed heap)."""
     from ddir_zoom.engine import progressive
@@ -388,9 +432,10 @@ def test_large_photo_renders_a_view_without_encoding_it_all(rng):
         frame = renderer.request(view, "ddir")
         assert got.done.wait(120) and not got.errors
         tiles = method.features
-        # the view's render tiles cover LR rows 1856-2111 and columns 2816-3199, plus the
-        # ensemble neighbours just outside: 3 x 5 feature tiles of 128 out of 32 x 47
-        assert tiles.tiles_encoded == 15 < tiles.grid_shape[0] * tiles.grid_shape[1]
+        # the view shows LR rows 1900-2099 and columns 2840-3159 (its edge tiles are refined
+        # only as far as shown), plus the ensemble neighbours just outside: 3 x 3 feature
+        # tiles of 128 out of 32 x 47
+        assert tiles.tiles_encoded == 9 < tiles.grid_shape[0] * tiles.grid_shape[1]
         assert frame.image.shape == (400, 640, 3)
     finally:
         renderer.close()

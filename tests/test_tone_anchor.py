@@ -48,7 +48,7 @@ def test_the_anchor_takes_a_drift_out(scale):
 def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, monkeypatch):
     """Small anchor tiles (and the 150 x 170 photo spans 2 x 2 feature tiles), so that renders
     cross several of each; sparse sampling (STRIDE 2) must be tile-exact too."""
-    monkeypatch.setattr(methods_module, "ANCHOR_TILE", 32)
+    monkeypatch.setattr(methods_module, "ANCHOR_TILE", 16)
     monkeypatch.setattr(tone_anchor, "STRIDE", stride)
     photo = _photo()
     model = _drifting_model(True)
@@ -100,3 +100,20 @@ def test_the_anchor_measures_the_clamped_colours_it_shows():
                        torch.full((1, 1, 2), 0.5), (40, 50), appearance).min() > 1.05
     c = tone_anchor.correction_region(model, grids, lr, (0, 0), (40, 50), appearance, 3.0)
     assert c.abs().max() < 1e-6
+
+
+def test_anchor_tiles_have_their_own_cache(monkeypatch):
+    """Feature tiles do not evict the anchor's: with a feature cache too small for any tile,
+    rendering a region again computes no anchor tile again, and gives the same pixels."""
+    engine = Engine(Photo(rgb=_photo()), device="cpu", feature_cache_bytes=1)
+    engine.add_model("ddir", _drifting_model(True))
+    method = engine.methods["ddir"]
+    calls = []
+    real = method._measure_tile
+    monkeypatch.setattr(method, "_measure_tile", lambda *a: calls.append(a) or real(*a))
+    first = engine.render_region("ddir", 2.0, (40, 60), (90, 100))
+    computed = len(calls)
+    again = engine.render_region("ddir", 2.0, (40, 60), (90, 100))
+    assert computed > 0 and len(calls) == computed
+    assert engine.anchor_cache.bytes > 0 and engine.feature_cache.bytes == 0
+    np.testing.assert_array_equal(first, again)

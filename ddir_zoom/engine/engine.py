@@ -32,6 +32,12 @@ DEFAULT_PROJECTION_CACHE_BYTES = 128 << 20
 """First-layer projections kept per open photo (all models together): 128 MiB, the blocks
 under a render tile and its neighbours; a block evicted is projected again from its features
 in milliseconds."""
+DEFAULT_ANCHOR_CACHE_BYTES = 64 << 20
+"""Tone-anchor correction tiles kept per open photo (12 bytes per LR pixel and reference
+scale: 64 MiB hold five million LR pixels). They cost as much to compute as a quarter of a view
+and are tiny, so they have their own LRU: in the feature cache, feature tiles evicted them and a
+warm view at x1.5 computed them again (benchmarks/viewport.py: 110 s warm against 117 s
+cold)."""
 
 
 def first_pass_name(method: str) -> str:
@@ -56,6 +62,7 @@ class Engine:
     def __init__(self, photo: Photo, device: str | torch.device | None = None,
                  feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
                  projection_cache_bytes: int = DEFAULT_PROJECTION_CACHE_BYTES,
+                 anchor_cache_bytes: int = DEFAULT_ANCHOR_CACHE_BYTES,
                  notify: Callable[[str], None] | None = None,
                  precision: str = "float32") -> None:
         self.photo = photo
@@ -63,6 +70,7 @@ class Engine:
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.feature_cache = ByteLRU(feature_cache_bytes, tensor_bytes)
         self.projection_cache = ByteLRU(projection_cache_bytes, tensor_bytes)
+        self.anchor_cache = ByteLRU(anchor_cache_bytes, tensor_bytes)
         self.notify = notify or (lambda message: None)
         # Decoding precision of every model (`models.precision`); float32 is exact. A first
         # pass, replaced by its method's own pixels, decodes in bfloat16 wherever that is
@@ -85,6 +93,16 @@ class Engine:
     def size(self) -> tuple[int, int]:
         return self.source.size
 
+    @property
+    def caches(self) -> tuple[ByteLRU, ...]:
+        """The caches the models share: features, projections, tone-anchor tiles."""
+        return self.feature_cache, self.projection_cache, self.anchor_cache
+
+    def clear_caches(self) -> None:
+        """Forget every model's cached work (as on a freshly opened photo)."""
+        for cache in self.caches:
+            cache.clear()
+
     def add_model(self, name: str, model: ImplicitSR | str | os.PathLike,
                   first_pass: ImplicitSR | str | os.PathLike | None = None) -> NeuralMethod:
         """Make a model available as method `name`; `model` may be a checkpoint path.
@@ -106,7 +124,8 @@ class Engine:
             model, _ = load_checkpoint(Path(model), device="cpu")
         model.set_precision(precision)
         return NeuralMethod(name, model, self.photo.rgb, self.device, self.feature_cache,
-                            self.notify, projection_cache=self.projection_cache)
+                            self.notify, projection_cache=self.projection_cache,
+                            anchor_cache=self.anchor_cache)
 
     def first_pass(self, name: str) -> str | None:
         """The name of method `name`'s first pass, if it has one."""

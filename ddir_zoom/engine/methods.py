@@ -23,8 +23,12 @@ from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.geometry import upscale_queries
 
 Scale = tuple[float, float]
-ANCHOR_TILE = 64
-"""LR pixels per side of a tile of the tone anchor's correction field."""
+ANCHOR_TILE = 32
+"""LR pixels per side of a tile of the tone anchor's measurement d_r (`tone_anchor.measure`).
+Each LR pixel is measured once, with no halo (the low-pass is taken per render, over the d_r
+around it), so small tiles cost no more and keep what a view measures close to what it shows.
+With tiles of 64 that each carried the low-pass's halo, the paper-size DDIR's anchor took 72%
+of a cold view at x1.5 (benchmarks/viewport.py)."""
 
 
 class Cancelled(Exception):
@@ -69,12 +73,13 @@ class NeuralMethod:
 
     def __init__(self, name: str, model: ImplicitSR, rgb: np.ndarray, device: torch.device,
                  cache: ByteLRU, notify: Callable[[str], None] | None = None,
-                 whole_photo_on_gpu: bool = True, projection_cache: ByteLRU | None = None
-                 ) -> None:
+                 whole_photo_on_gpu: bool = True, projection_cache: ByteLRU | None = None,
+                 anchor_cache: ByteLRU | None = None) -> None:
         self.name = name
         self.rgb = rgb
         self.cache = cache
         self.projection_cache = projection_cache if projection_cache is not None else cache
+        self.anchor_cache = anchor_cache if anchor_cache is not None else cache
         self.notify = notify or (lambda message: None)
         self.model = model.to(device).eval()
         if device.type != "mps":
@@ -153,48 +158,50 @@ class NeuralMethod:
 
     def _anchor_field(self, region: tuple[int, int, int, int], reference: float, appearance,
                       cancelled: Callable[[], bool] | None) -> tuple[torch.Tensor, tuple]:
-        """The tone anchor's correction at `reference` scale over LR pixels `region`
-        (y0, x0, y1, x1), stitched
-        from tiles of ANCHOR_TILE LR pixels, each computed once per photo with its halo so
-        that it equals the whole photo's correction (`models.tone_anchor`)."""
-        t = ANCHOR_TILE
+        """The tone anchor's correction c_r at `reference` scale over LR pixels `region`
+        (y0, x0, y1, x1), and its origin: the low-pass of d_r over the region and RADIUS
+        pixels around it (clipped to the photo), d_r stitched from tiles of ANCHOR_TILE LR
+        pixels measured once per photo, so that it equals the whole photo's correction
+        (`models.tone_anchor`)."""
+        h, w = self.rgb.shape[:2]
         y0, x0, y1, x1 = region
+        radius, t = tone_anchor.RADIUS, ANCHOR_TILE
+        ey0, ex0 = max(0, y0 - radius), max(0, x0 - radius)
+        ey1, ex1 = min(h, y1 + radius), min(w, x1 + radius)
         rows = []
-        for ty in range(y0 // t, (max(y0, y1 - 1)) // t + 1):
+        for ty in range(ey0 // t, (ey1 - 1) // t + 1):
             row = []
-            for tx in range(x0 // t, (max(x0, x1 - 1)) // t + 1):
-                # In the engine's byte-bounded cache, beside the feature tiles: a tile
-                # evicted is computed again, identically.
+            for tx in range(ex0 // t, (ex1 - 1) // t + 1):
+                # In the engine's byte-bounded anchor cache: a tile evicted is measured
+                # again, identically.
                 key = (self.name, "tone-anchor", reference, ty, tx)
-                tile = self.cache.get(key)
+                tile = self.anchor_cache.get(key)
                 if tile is None:
                     if cancelled is not None and cancelled():
                         raise Cancelled
-                    tile = self._anchor_tile(ty, tx, reference, appearance)
-                    self.cache.put(key, {"anchor": tile})
-                else:
-                    tile = tile["anchor"]
-                row.append(tile)
+                    tile = {"d": self._measure_tile(ty, tx, reference, appearance)}
+                    self.anchor_cache.put(key, tile)
+                row.append(tile["d"])
             rows.append(torch.cat(row, dim=3))
-        field = torch.cat(rows, dim=2)
-        origin = ((y0 // t) * t, (x0 // t) * t)
-        return field, origin
+        ty0, tx0 = (ey0 // t) * t, (ex0 // t) * t
+        measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
+        lr = torch.from_numpy(np.ascontiguousarray(self.rgb[ey0:ey1, ex0:ex1])).permute(
+            2, 0, 1)[None].to(self.device)
+        valid = tone_anchor.sampled((ey0, ex0), (ey1 - ey0, ex1 - ex0), self.device)
+        field = tone_anchor.correction(lr, measured, valid)
+        return field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0], (y0, x0)
 
-    def _anchor_tile(self, ty: int, tx: int, reference: float, appearance) -> torch.Tensor:
-        t, halo = ANCHOR_TILE, tone_anchor.HALO
+    def _measure_tile(self, ty: int, tx: int, reference: float, appearance) -> torch.Tensor:
+        """d_r over anchor tile (ty, tx): it reads the latents one pixel around, no more."""
+        t = ANCHOR_TILE
         h, w = self.rgb.shape[:2]
         y0, x0 = ty * t, tx * t
         y1, x1 = min(h, y0 + t), min(w, x0 + t)
-        oy0, ox0 = max(0, y0 - halo), max(0, x0 - halo)
-        oy1, ox1 = min(h, y1 + halo), min(w, x1 + halo)
-        # The latents of a query within an LR pixel are that pixel and its neighbours.
-        self.features.ensure(max(0, oy0 - 1), max(0, ox0 - 1), oy1 + 1, ox1 + 1)
-        grids = self.features.grids(max(0, oy0 - 1), max(0, ox0 - 1), oy1 + 1, ox1 + 1)
-        lr = torch.from_numpy(np.ascontiguousarray(self.rgb[oy0:oy1, ox0:ox1])).permute(
-            2, 0, 1)[None].to(self.device)
-        field = tone_anchor.correction_region(self.model, grids, lr, (oy0, ox0), (h, w),
-                                              appearance, reference)
-        return field[:, :, y0 - oy0:y1 - oy0, x0 - ox0:x1 - ox0].contiguous()
+        around = (max(0, y0 - 1), max(0, x0 - 1), min(h, y1 + 1), min(w, x1 + 1))
+        self.features.ensure(*around)
+        measured, _ = tone_anchor.measure(self.model, self.features.grids(*around), (y0, x0),
+                                          (y1 - y0, x1 - x0), (h, w), appearance, reference)
+        return measured
 
     def _with_oom_fallback(self, work: Callable[[], object]):
         while True:
@@ -212,7 +219,7 @@ class NeuralMethod:
     def _move_to_cpu(self) -> None:
         cpu = torch.device("cpu")
         self.model.to(cpu)
-        for cache in (self.cache, self.projection_cache):
+        for cache in (self.cache, self.projection_cache, self.anchor_cache):
             cache.discard(lambda key: isinstance(key, tuple) and key[0] == self.name)
         # Back to the CPU's tile sizes (not the whole photo at once).
         self.features = FeatureTiles(self.model, self.rgb, cpu, self.cache, key=self.name,

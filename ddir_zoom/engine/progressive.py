@@ -3,9 +3,10 @@
 `request(view, method)` returns at once with a frame made from what is at hand: refined tiles
 already cached at this scale, over a resample of the previous frame (when it covers the view at
 a nearby scale) or of the photo's pyramid. A single long-lived worker thread, which alone runs
-the models, then refines the view's missing TILE x TILE tiles nearest the centre first and hands
-each to `on_tile` as it completes, once the view has settled for SETTLE_S (during a zoom drag the
-GUI thread's immediate frames have the cores to themselves).
+the models, then refines the view's missing TILE x TILE tiles nearest the centre first (a tile
+at the view's edge only as far as the view shows it) and hands each to `on_tile` as it
+completes, once the view has settled for SETTLE_S (during a zoom drag the GUI thread's
+immediate frames have the cores to themselves).
 
 Every request carries a generation number. A newer request (or `cancel`) makes the worker drop
 the older one's outstanding tiles; generation checks and deliveries happen under one lock that
@@ -39,7 +40,7 @@ from ddir_zoom.engine.engine import Engine, first_pass_name
 from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.engine.methods import Cancelled, NeuralMethod
 from ddir_zoom.engine.source import BACKGROUND, sample_view
-from ddir_zoom.engine.view import TILE, View, tile_rect, visible_tiles
+from ddir_zoom.engine.view import View, tile_rect, visible_tiles
 from ddir_zoom.imaging.io import to_uint8
 from ddir_zoom.memory import release
 from ddir_zoom.threads import COMPUTE
@@ -91,6 +92,28 @@ class _Job:
     total: int
 
 
+@dataclass(frozen=True)
+class _Rendered:
+    """Refined pixels of part of a tile: `rect` (y, x, h, w) in render pixels. A tile at the
+    edge of a view is refined only as far as the view shows it (a view's edge tiles are up to
+    a quarter of its pixels, and their feature tiles and tone-anchor tiles beyond it more); a
+    later view that shows more of it renders it whole."""
+
+    rect: tuple[int, int, int, int]
+    pixels: np.ndarray
+
+    def covers(self, rect: tuple[int, int, int, int]) -> bool:
+        y, x, h, w = self.rect
+        ry, rx, rh, rw = rect
+        return y <= ry and x <= rx and ry + rh <= y + h and rx + rw <= x + w
+
+    def crop(self, rect: tuple[int, int, int, int]) -> np.ndarray:
+        """The pixels of `rect`, which this covers."""
+        ry, rx, rh, rw = rect
+        return self.pixels[ry - self.rect[0]:ry - self.rect[0] + rh,
+                           rx - self.rect[1]:rx - self.rect[1] + rw]
+
+
 @dataclass
 class _Canvas:
     """A channel's latest frame: what its next immediate frame may be resampled from."""
@@ -121,7 +144,8 @@ class ProgressiveRenderer:
         self.on_tile = on_tile
         self.on_finished = on_finished or (lambda generation: None)
         self.on_error = on_error or (lambda generation, message: None)
-        self.tiles = ByteLRU(tile_cache_bytes, lambda a: a.nbytes)
+        # (method, scale, tile) -> _Rendered
+        self.tiles = ByteLRU(tile_cache_bytes, lambda r: r.pixels.nbytes)
         self._cond = threading.Condition()
         self._counter = 0
         self._current: dict[int, int] = {}  # channel -> its latest generation
@@ -138,7 +162,7 @@ class ProgressiveRenderer:
         """The immediate frame of `view` rendered with `method`; refinement starts behind it."""
         self.engine.method(method)  # unknown names fail here, not in the worker
         tiles = visible_tiles(view, self.engine.size)
-        cached = {tile: self.tiles.get((method, view.scale, tile)) for tile in tiles}
+        cached = {tile: self._cached(method, view, tile) for tile in tiles}
         pending = [tile for tile, pixels in cached.items() if pixels is None]
         # With every tile cached the preview would be painted over entirely: skip it.
         image = self._immediate(view, channel) if pending else self._background(view)
@@ -151,7 +175,7 @@ class ProgressiveRenderer:
         fast = self.engine.first_pass(method)
         if fast is not None:
             for tile in pending:
-                pixels = self.tiles.get((fast, view.scale, tile))
+                pixels = self._cached(fast, view, tile)
                 if pixels is None:
                     work.append((fast, tile))
                 else:
@@ -248,11 +272,22 @@ class ProgressiveRenderer:
                         return sample_view(canvas.image, view, rect, step, start)
         return source.preview(view)
 
+    def _cached(self, method: str, view: View, tile: tuple[int, int]) -> _Rendered | None:
+        """The cached pixels of `tile` if they cover what `view` shows of it."""
+        rendered = self.tiles.get((method, view.scale, tile))
+        if rendered is None or not rendered.covers(self._render_rect(view, tile)):
+            return None
+        return rendered
+
     def _paste(self, image: np.ndarray, view: View, tile: tuple[int, int],
-               pixels: np.ndarray) -> None:
+               rendered: _Rendered) -> None:
         y, x, h, w = self._screen_rect(view, tile)
-        ty, tx = y + view.origin[0] - tile[0] * TILE, x + view.origin[1] - tile[1] * TILE
-        image[y:y + h, x:x + w] = pixels[ty:ty + h, tx:tx + w]
+        image[y:y + h, x:x + w] = rendered.crop(self._render_rect(view, tile))
+
+    def _render_rect(self, view: View, tile: tuple[int, int]) -> tuple[int, int, int, int]:
+        """What `view` shows of `tile`, (y, x, h, w) in render pixels."""
+        y, x, h, w = self._screen_rect(view, tile)
+        return y + view.origin[0], x + view.origin[1], h, w
 
     def _screen_rect(self, view: View, tile: tuple[int, int]) -> tuple[int, int, int, int]:
         y, x, h, w = tile_rect(tile, self.engine.size, view.scale)
@@ -329,16 +364,21 @@ class ProgressiveRenderer:
             return False
         view, scale = job.view, job.view.scale
         final = method == job.method
-        y, x, h, w = tile_rect(tile, self.engine.size, scale)
-        pixels = to_uint8(self.engine.render_region(method, scale, (y, x), (h, w), cancelled))
-        self.tiles.put((method, scale, tile), pixels)
+        shown = self._render_rect(view, tile)
+        # A tile is first refined as far as the view shows it; needed again beyond that (a
+        # pan), it is refined whole, so panning step by step renders a tile at most twice.
+        rect = shown if (method, scale, tile) not in self.tiles else tile_rect(
+            tile, self.engine.size, scale)
+        y, x, h, w = rect
+        rendered = _Rendered(rect, to_uint8(
+            self.engine.render_region(method, scale, (y, x), (h, w), cancelled)))
+        self.tiles.put((method, scale, tile), rendered)
         with self._cond:
             if cancelled():
                 return False
             job.done += final
             sy, sx, sh, sw = self._screen_rect(view, tile)
-            ty, tx = sy + view.origin[0] - y, sx + view.origin[1] - x
-            visible = pixels[ty:ty + sh, tx:tx + sw]
+            visible = rendered.crop(shown)
             canvas = self._canvas.get(job.channel)
             if canvas is not None and canvas.view == view:
                 with canvas.lock:

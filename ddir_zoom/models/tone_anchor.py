@@ -29,13 +29,13 @@ clamped, 0.36 / 0.59.
 c only holds what a blur of SIGMA LR pixels keeps, so detail is untouched; the zoom shrunk back to
 the photo's grid then has the photo's low-pass (`training.tone` measures exactly that).
 
-Exact and cheap. d(i) depends only on the features around pixel i (tile-exact, see
-`engine.features`), and the low-pass is zero-padded and renormalised at the photo's border only,
-so c computed on a tile with a halo of RADIUS + 1 LR pixels equals the whole photo's c there: a
-viewport tile, an export and a whole-image render get the same pixels (tested). It costs two
-decoder evaluations (SAMPLE_OFFSETS) per LR pixel for each of the (at most two) reference scales
-a zoom needs, once per photo and reference (cached by the engine), and a bilinear lookup per
-query.
+Exact and cheap. d(i) depends only on the features around pixel i, so it is measured in tiles
+with no halo (`measure`, tile-exact, see `engine.features`), once per photo and reference
+(cached by the engine); the low-pass is zero-padded and renormalised at the photo's border
+only, so c over a region, low-passed from the d around it RADIUS pixels wide (`correction`),
+equals the whole photo's c there: a viewport tile, an export and a whole-image render get the
+same pixels (tested). It costs two decoder evaluations (SAMPLE_OFFSETS) per LR pixel for each
+of the (at most two) reference scales a zoom needs, and per query a bilinear lookup.
 
 A model file opts in with `"tone_anchor": true` in its info (`load_checkpoint` sets
 `model.tone_anchor`); the official LIIF weights are used as published.
@@ -65,9 +65,6 @@ CLAMP = True
 output; kept for benchmarks/tone_anchor_sampling.py, which measures the difference)."""
 SIGMA = 2.0  # LR pixels
 RADIUS = math.ceil(3 * SIGMA)
-HALO = RADIUS + 1
-"""LR pixels of context a tile of the correction needs beyond its own (the low-pass radius, and
-one for the bilinear lookup of a query near the tile's edge)."""
 
 
 def _kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -94,23 +91,21 @@ def lowpass(image: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def correction_region(model: ImplicitSR, grids: dict[str, LatentGrid], lr: torch.Tensor,
-                      origin: tuple[int, int], image_hw: tuple[int, int],
-                      appearance: torch.Tensor | None, reference: float) -> torch.Tensor:
-    """The correction c_r (1, 3, h, w) at `reference` scale r for the LR pixels of `lr`
-    (1, 3, h, w), whose pixel (0, 0) is photo pixel `origin`. Exact in its inner part, HALO
-    pixels in from every edge that is not the photo's border; `grids` must cover the latents
-    those pixels read (their neighbours one pixel around)."""
-    _, _, h, w = lr.shape
-    device = lr.device
-    # Every STRIDE-th row and column by photo index, so that a tile samples the same pixels
-    # as the whole photo; the low-pass (normalised by `valid`) fills in between.
-    rows, cols = torch.arange(h, device=device), torch.arange(w, device=device)
-    rows, cols = rows[(rows + origin[0]) % STRIDE == 0], cols[(cols + origin[1]) % STRIDE == 0]
+def measure(model: ImplicitSR, grids: dict[str, LatentGrid], origin: tuple[int, int],
+            shape: tuple[int, int], image_hw: tuple[int, int], appearance: torch.Tensor | None,
+            reference: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """d_r over the `shape` (h, w) LR pixels from photo pixel `origin`: (1, 3, h, w), zero
+    where not sampled, and where it is sampled (1, 1, h, w) (every STRIDE-th row and column by
+    photo index, so that a tile samples the same pixels as the whole photo). d_r(i) reads only
+    the latents around pixel i, so it is exact in any tile; `grids` must cover the region and
+    one pixel around it."""
+    h, w = shape
+    device = next(iter(grids.values())).values.device
+    rows, cols = _sampled(origin, shape, device)
     ys = rows.to(torch.float64) + origin[0] + 0.5
     xs = cols.to(torch.float64) + origin[1] + 0.5
     centres = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(1, -1, 2)
-    cells = torch.full_like(centres, 1.0 / reference, dtype=lr.dtype)
+    cells = torch.full_like(centres, 1.0 / reference, dtype=torch.float32)
     d = 0.0
     for offset in SAMPLE_OFFSETS:
         coords = centres + centres.new_tensor(offset)
@@ -119,12 +114,46 @@ def correction_region(model: ImplicitSR, grids: dict[str, LatentGrid], lr: torch
         colours = model.query(grids, coords, cells, image_hw, appearance)  # (1, n, 3)
         d = d + (colours.clamp(0.0, 1.0) if CLAMP else colours)
     d = (d / len(SAMPLE_OFFSETS)).reshape(len(rows), len(cols), 3).permute(2, 0, 1)
-    valid = torch.zeros(1, 1, h, w, device=device, dtype=lr.dtype)
-    difference = torch.zeros_like(lr)
-    at = (slice(None), slice(None), rows[:, None], cols[None, :])
-    valid[at] = 1.0
-    difference[at] = lr[at] - d[None]
-    return lowpass(difference, valid)
+    measured = torch.zeros(1, 3, h, w, device=device)
+    measured[:, :, rows[:, None], cols[None, :]] = d[None]
+    return measured, sampled(origin, shape, device)
+
+
+def _sampled(origin: tuple[int, int], shape: tuple[int, int], device: torch.device
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = torch.arange(shape[0], device=device)
+    cols = torch.arange(shape[1], device=device)
+    return rows[(rows + origin[0]) % STRIDE == 0], cols[(cols + origin[1]) % STRIDE == 0]
+
+
+def sampled(origin: tuple[int, int], shape: tuple[int, int], device: torch.device
+            ) -> torch.Tensor:
+    """Where d_r is sampled among the `shape` LR pixels from photo pixel `origin`: (1, 1, h, w),
+    1 at every STRIDE-th row and column by photo index."""
+    rows, cols = _sampled(origin, shape, device)
+    valid = torch.zeros(1, 1, *shape, device=device)
+    valid[:, :, rows[:, None], cols[None, :]] = 1.0
+    return valid
+
+
+@torch.inference_mode()
+def correction(lr: torch.Tensor, measured: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """c_r = G_sigma * (LR - d_r) over the sampled pixels, from `measure`'s d_r and mask over
+    the same LR pixels `lr` (1, 3, h, w). Exact RADIUS pixels in from every edge that is not
+    the photo's border (the low-pass reaches that far)."""
+    return lowpass((lr - measured) * valid, valid)
+
+
+def correction_region(model: ImplicitSR, grids: dict[str, LatentGrid], lr: torch.Tensor,
+                      origin: tuple[int, int], image_hw: tuple[int, int],
+                      appearance: torch.Tensor | None, reference: float) -> torch.Tensor:
+    """The correction c_r (1, 3, h, w) at `reference` scale r for the LR pixels of `lr`
+    (1, 3, h, w), whose pixel (0, 0) is photo pixel `origin`. Exact in its inner part, RADIUS
+    pixels in from every edge that is not the photo's border; `grids` must cover the latents
+    those pixels read (their neighbours one pixel around)."""
+    measured, valid = measure(model, grids, origin, lr.shape[2:], image_hw, appearance,
+                              reference)
+    return correction(lr, measured.to(lr.dtype), valid.to(lr.dtype))
 
 
 def references(scale: float | tuple[float, float]) -> list[tuple[float, float]]:
