@@ -15,7 +15,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ddir_zoom.engine.features import FeatureTiles, appearance_embedding, feature_bytes_per_pixel
+from ddir_zoom.engine.features import (
+    FeatureTiles,
+    appearance_embedding,
+    feature_bytes_per_pixel,
+    to_tensor,
+)
 from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import tone_anchor
@@ -184,8 +189,7 @@ class NeuralMethod:
             rows.append(torch.cat(row, dim=3))
         ty0, tx0 = (ey0 // t) * t, (ex0 // t) * t
         measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
-        lr = torch.from_numpy(np.ascontiguousarray(self.rgb[ey0:ey1, ex0:ex1])).permute(
-            2, 0, 1)[None].to(self.device)
+        lr = to_tensor(self.rgb[ey0:ey1, ex0:ex1], self.device)
         valid = tone_anchor.sampled((ey0, ex0), (ey1 - ey0, ex1 - ex0), self.device)
         field = tone_anchor.correction(lr, measured, valid)
         return field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0], (y0, x0)
@@ -198,9 +202,8 @@ class NeuralMethod:
         y1, x1 = min(h, y0 + t), min(w, x0 + t)
         around = (max(0, y0 - 1), max(0, x0 - 1), min(h, y1 + 1), min(w, x1 + 1))
         self.features.ensure(*around)
-        measured, _ = tone_anchor.measure(self.model, self.features.grids(*around), (y0, x0),
-                                          (y1 - y0, x1 - x0), (h, w), appearance, reference)
-        return measured
+        return tone_anchor.measure(self.model, self.features.grids(*around), (y0, x0),
+                                   (y1 - y0, x1 - x0), (h, w), appearance, reference)
 
     def _with_oom_fallback(self, work: Callable[[], object]):
         while True:

@@ -377,7 +377,7 @@ class ProgressiveRenderer:
             if cancelled():
                 return False
             job.done += final
-            sy, sx, sh, sw = self._screen_rect(view, tile)
+            sy, sx, sh, sw = shown[0] - view.origin[0], shown[1] - view.origin[1], *shown[2:]
             visible = rendered.crop(shown)
             canvas = self._canvas.get(job.channel)
             if canvas is not None and canvas.view == view:

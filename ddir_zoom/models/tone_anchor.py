@@ -93,12 +93,11 @@ def lowpass(image: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def measure(model: ImplicitSR, grids: dict[str, LatentGrid], origin: tuple[int, int],
             shape: tuple[int, int], image_hw: tuple[int, int], appearance: torch.Tensor | None,
-            reference: float) -> tuple[torch.Tensor, torch.Tensor]:
+            reference: float) -> torch.Tensor:
     """d_r over the `shape` (h, w) LR pixels from photo pixel `origin`: (1, 3, h, w), zero
-    where not sampled, and where it is sampled (1, 1, h, w) (every STRIDE-th row and column by
-    photo index, so that a tile samples the same pixels as the whole photo). d_r(i) reads only
-    the latents around pixel i, so it is exact in any tile; `grids` must cover the region and
-    one pixel around it."""
+    where not sampled (see `sampled`: by photo index, so that a tile samples the same pixels
+    as the whole photo). d_r(i) reads only the latents around pixel i, so it is exact in any
+    tile; `grids` must cover the region and one pixel around it."""
     h, w = shape
     device = next(iter(grids.values())).values.device
     rows, cols = _sampled(origin, shape, device)
@@ -116,7 +115,7 @@ def measure(model: ImplicitSR, grids: dict[str, LatentGrid], origin: tuple[int, 
     d = (d / len(SAMPLE_OFFSETS)).reshape(len(rows), len(cols), 3).permute(2, 0, 1)
     measured = torch.zeros(1, 3, h, w, device=device)
     measured[:, :, rows[:, None], cols[None, :]] = d[None]
-    return measured, sampled(origin, shape, device)
+    return measured
 
 
 def _sampled(origin: tuple[int, int], shape: tuple[int, int], device: torch.device
@@ -151,8 +150,9 @@ def correction_region(model: ImplicitSR, grids: dict[str, LatentGrid], lr: torch
     (1, 3, h, w), whose pixel (0, 0) is photo pixel `origin`. Exact in its inner part, RADIUS
     pixels in from every edge that is not the photo's border; `grids` must cover the latents
     those pixels read (their neighbours one pixel around)."""
-    measured, valid = measure(model, grids, origin, lr.shape[2:], image_hw, appearance,
-                              reference)
+    shape = tuple(lr.shape[2:])
+    measured = measure(model, grids, origin, shape, image_hw, appearance, reference)
+    valid = sampled(origin, shape, lr.device)
     return correction(lr, measured.to(lr.dtype), valid.to(lr.dtype))
 
 
