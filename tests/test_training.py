@@ -110,6 +110,20 @@ def test_degradation_ablation_trains_each_variant_once_and_scores_them(tmp_path,
     assert last.stat().st_mtime_ns == stamp
     assert "| area-only |" in ablate_degradation.markdown(report)
 
+    # A variant made later is added to the report; the earlier columns stay as they were.
+    partial = [a if a != "area-only,no-jpeg" else "area-only" for a in args]
+    assert ablate_degradation.main(partial) == 0
+    assert set(json.loads((tmp_path / "a.json").read_text())["results"][0]["table"]) == {
+        "bicubic", "area-only"}
+    at = args.index("--variants")
+    assert ablate_degradation.main([*args[:at], "--variants", "no-jpeg", *args[at + 2:],
+                                    "--add"]) == 0
+    (merged,) = json.loads((tmp_path / "a.json").read_text())["results"]
+    assert merged["table"] == row["table"]
+    other = {"iterations": 3, "seed": report["seed"], "results": report["results"]}
+    with pytest.raises(SystemExit, match="iterations"):
+        ablate_degradation.merge(report, other)
+
 
 def test_degradation_keeps_tones(rng):
     """No draw shifts the photo's brightness or colour: the LR's low-pass matches the HR's

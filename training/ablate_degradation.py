@@ -13,8 +13,14 @@ none of them saw) and on synthetic sets made with the full degradation:
 
 A run that is already complete is not trained again, one that stopped is resumed, so the
 variants can be trained in parallel processes (`--variants full,no-blur --skip-eval`) and
-scored by a last call. The synthetic sets favour the variants whose degradation made them; the
-City100 column is the one that says which stages help on a camera the model never saw.
+scored by a last call. `--add` scores only the given variants and adds their columns to an
+existing `--json` report made with the same budget and seed (a variant made later):
+
+    python -m training.ablate_degradation ... --variants no-jpeg --add \
+        --json benchmarks/results/degradation_ablation.json
+
+The synthetic sets favour the variants whose degradation made them; the City100 column is the
+one that says which stages help on a camera the model never saw.
 """
 
 from __future__ import annotations
@@ -87,6 +93,25 @@ def evaluate(variants: list[str], args: argparse.Namespace) -> dict:
     return report
 
 
+def merge(old: dict, new: dict) -> dict:
+    """`old` report with the variants of `new` added (same budget, seed and datasets)."""
+    for key in ("iterations", "seed"):
+        if old[key] != new[key]:
+            raise SystemExit(f"--add: the report has {key} {old[key]}, this call {new[key]}")
+    rows = {(r["dataset"], r["scale"]): r for r in old["results"]}
+    for row in new["results"]:
+        key = (row["dataset"], row["scale"])
+        if key not in rows:
+            raise SystemExit(f"--add: the report has no row {key[0]} x{key[1]:g}")
+        if abs(rows[key]["table"]["bicubic"]["psnr"] - row["table"]["bicubic"]["psnr"]) > 1e-6:
+            raise SystemExit(f"--add: bicubic scores differently on {key[0]} x{key[1]:g}: "
+                             "not the same images")
+        for method, result in row["table"].items():
+            if method != "bicubic":
+                rows[key]["table"][method] = result
+    return old
+
+
 def markdown(report: dict) -> str:
     rows = report["results"]
     variants = list(rows[0]["table"])
@@ -123,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", default="runs/ablate", help="folder of the runs")
     p.add_argument("--skip-eval", action="store_true", help="train only")
     p.add_argument("--json", help="write the scores here")
+    p.add_argument("--add", action="store_true",
+                   help="add the variants' columns to the existing --json report")
     return p.parse_args(argv)
 
 
@@ -133,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown variants {', '.join(sorted(unknown))}; "
                          f"choose from {', '.join(VARIANTS)}")
+    if args.add and not args.json:
+        raise SystemExit("--add needs --json, the report to add to")
     for variant in variants:
         train(variant, args)
     if args.skip_eval:
@@ -140,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     configure(args.threads)
     with torch.inference_mode():
         report = evaluate(variants, args)
+    if args.add:
+        report = merge(json.loads(Path(args.json).read_text()), report)
     print(markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
