@@ -23,6 +23,10 @@ measured matmul throughput.
 
 from __future__ import annotations
 
+import ddir_zoom  # noqa: F401  (the viewer's thread policy, set before torch loads)
+
+# isort: split
+
 import argparse
 import json
 import platform

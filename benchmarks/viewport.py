@@ -31,6 +31,10 @@ first refined tile <= 0.3 s, a view fully refined <= 1.5 s warm and <= 3 s cold,
 
 from __future__ import annotations
 
+import ddir_zoom  # noqa: F401  (the viewer's thread policy, set before torch loads)
+
+# isort: split
+
 import argparse
 import json
 import os

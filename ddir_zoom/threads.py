@@ -4,10 +4,18 @@ Our rendering is many small torch operations (chunked decoding, tiles). With Ope
 active waiting, each of the pool's threads spins between operations; on a busy CPU the spinning
 threads compete with the programs that hold the cores and with each other, and a render that takes
 1 s alone took 27 s beside a competing load (measured in the speed issue). Passive waiting puts
-idle threads to sleep instead, at no cost to an idle machine.
+idle threads to sleep instead.
 
-`OMP_WAIT_POLICY` is read once, when torch's OpenMP runtime starts, so `ddir_zoom/__init__`
-sets it (unless the user already did) before anything imports torch. The thread count is chosen
+Passive waiting alone, though, puts a thread to sleep in every gap between two operations, and
+waking it costs more than many of our operations: a warm view with the student took 3.1-3.5 s
+instead of 2.1-2.4 s on the idle 2-core machine. So a waiting thread first spins briefly
+(SPIN_COUNT, tens of microseconds), which covers most gaps within a tile's work. Longer spins
+(1 ms, or OpenMP's active waiting) gained little more idle and, beside a competing load, cost
+far more: a spinning thread holds a core that the thread it waits for needs. Measured with
+benchmarks/wait_policy.py; the figures are in the README's Speed section.
+
+These variables are read once, when torch's OpenMP runtime starts, so `ddir_zoom/__init__`
+sets them (unless the user already did) before anything imports torch. The thread count is chosen
 when the program starts: the cores this process may run on, less those busy with other work by
 the 1-minute load average, at least one; `--threads` (command line) or the Threads setting
 override it.
@@ -21,6 +29,11 @@ import os
 import threading
 
 WAIT_POLICY_DEFAULT = "PASSIVE"
+SPIN_COUNT = "3000"
+"""Spins of GNU OpenMP (torch's Linux builds) before a waiting thread sleeps; libgomp counts
+about 100 000 per millisecond. Other OpenMP runtimes (macOS, Windows) ignore it and wait
+passively."""
+
 
 COMPUTE = threading.RLock()
 """Held around each tile of model work (`Engine.render_region`, feature prefetching). torch's
@@ -30,8 +43,12 @@ machine has. Taking turns tile by tile keeps one pool busy and lets both progres
 
 
 def set_wait_policy() -> None:
-    """Passive OpenMP waiting unless the environment says otherwise; before torch loads."""
-    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY_DEFAULT)
+    """Passive OpenMP waiting after a short spin, unless the environment says otherwise;
+    before torch loads. A user's OMP_WAIT_POLICY is kept as it is, spin count included."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY_DEFAULT
+    os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
 
 
 def usable_cores() -> int:

@@ -14,19 +14,22 @@ from ddir_zoom import threads
 
 def test_passive_waiting_is_set_before_torch_loads():
     code = ("import os, ddir_zoom.cli, torch; "
-            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in dir())")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
+            "'torch' in dir())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["PASSIVE", "True"]
+    assert out == ["PASSIVE", threads.SPIN_COUNT, "True"]
 
 
 def test_a_users_wait_policy_is_kept():
-    env = {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", "import os, ddir_zoom; "
-                          "print(os.environ['OMP_WAIT_POLICY'])"], env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "ACTIVE"
+                          "print(os.environ['OMP_WAIT_POLICY'], "
+                          "os.environ.get('GOMP_SPINCOUNT'))"], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["ACTIVE", "None"]  # the user's policy, with no spin count added
 
 
 @pytest.mark.parametrize("load, expected", [(0.0, 4), (0.9, 4), (1.2, 3), (3.7, 1), (9.0, 1)])
