@@ -7,7 +7,8 @@ Each policy is measured idle and then beside `--load` single-threaded CPU-bound 
 other programs would be), with the renderer at `--threads` threads: the count the viewer takes
 on a machine whose load average has not yet seen the competing load.
 
-    python benchmarks/wait_policy.py --json benchmarks/results/wait_policy_cpu.json
+    python benchmarks/wait_policy.py --spins 30000,100000 \
+        --json benchmarks/results/wait_policy_cpu.json > benchmarks/results/wait_policy_cpu.txt
 
 Policies: "passive" (sleep at once), "shipped" (what ddir_zoom sets: passive after a short
 spin, see ddir_zoom.threads), "active" (spin always), and with `--spins 3000,30000` passive

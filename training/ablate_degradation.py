@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown variants {', '.join(sorted(unknown))}; "
                          f"choose from {', '.join(VARIANTS)}")
-    if args.add and not args.json:
-        raise SystemExit("--add needs --json, the report to add to")
+    if args.add and not (args.json and Path(args.json).is_file()):
+        raise SystemExit("--add needs --json, an existing report to add to")
     for variant in variants:
         train(variant, args)
     if args.skip_eval:
