@@ -214,19 +214,9 @@ def time_view(renderer: ProgressiveRenderer, view: View, method: str) -> dict:
             "tiles": frame.total}
 
 
-def _burn(stop: float) -> None:
-    """A competing program: single-threaded matrix products until `stop` (time.time())."""
-    import os
-
-    os.environ["OMP_NUM_THREADS"] = "1"
-    a = np.random.default_rng(0).random((256, 256), np.float32)
-    while time.time() < stop:
-        a = (a @ a) / 256.0
-
-
 def load_slowdown(engine: Engine, method: str, view: View, load: int) -> dict:
     """A warm full refine of `view` idle, then beside `load` busy processes; the ratio."""
-    import multiprocessing
+    from competing_load import competing_load
 
     renderer = ProgressiveRenderer(engine, lambda u: None)
     try:
@@ -234,18 +224,8 @@ def load_slowdown(engine: Engine, method: str, view: View, load: int) -> dict:
         renderer.tiles.clear()
         idle = time_view(renderer, view, method)["full_s"]
         renderer.tiles.clear()
-        context = multiprocessing.get_context("spawn")
-        burners = [context.Process(target=_burn, args=(time.time() + 3600,), daemon=True)
-                   for _ in range(load)]
-        for p in burners:
-            p.start()
-        time.sleep(1.0)  # let them take the cores
-        try:
+        with competing_load(load):
             loaded = time_view(renderer, view, method)["full_s"]
-        finally:
-            for p in burners:
-                p.terminate()
-                p.join()
     finally:
         renderer.close()
     return {"method": method, "scale": view.scale, "load": load, "idle_s": idle,

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import time
+
+from competing_load import competing_load
 
 POLICIES = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"},
@@ -58,16 +59,6 @@ def child(scale: float, threads: int, repeats: int) -> dict:
     warm = [refine() for _ in range(repeats)]
     return {"cold_s": cold, "warm_s": warm, "best_warm_s": min(warm),
             "environment": {k: os.environ.get(k) for k in _OWN}}
-
-
-def _burn(stop: float) -> None:
-    """A competing program: single-threaded matrix products until `stop` (time.time())."""
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import numpy as np
-
-    a = np.random.default_rng(0).random((256, 256), np.float32)
-    while time.time() < stop:
-        a = (a @ a) / 256.0
 
 
 def measure(policy: str, args: argparse.Namespace) -> dict:
@@ -106,18 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only.split("|") if args.only else list(POLICIES)
     for policy in [name for name in POLICIES if name in only]:
         idle = measure(policy, args)
-        context = multiprocessing.get_context("spawn")
-        burners = [context.Process(target=_burn, args=(time.time() + 3600,), daemon=True)
-                   for _ in range(args.load)]
-        for b in burners:
-            b.start()
-        time.sleep(1.0)  # let them take the cores
-        try:
+        with competing_load(args.load):
             loaded = measure(policy, args)
-        finally:
-            for b in burners:
-                b.terminate()
-                b.join()
         slowdown = loaded["best_warm_s"] / idle["best_warm_s"]
         rows.append({"policy": policy, "idle": idle, "loaded": loaded, "slowdown": slowdown})
         print(f"| {policy} | {idle['cold_s']:.2f} / {idle['best_warm_s']:.2f} | "

@@ -153,46 +153,49 @@ class NeuralMethod:
         rgb = self.model.query(grids, coords[None], cells[None].float(), self.features.size,
                                appearance, chunk=self.chunk)
         if self.model.tone_anchor:
-            fields = {}
-            for reference, _ in tone_anchor.references(scale):
-                fields[reference], origin = self._anchor_field(region, reference, appearance,
-                                                               cancelled)
-            rgb = tone_anchor.apply(rgb, coords[None], tone_anchor.blend(fields, scale), origin)
+            references = [reference for reference, _ in tone_anchor.references(scale)]
+            fields = self._anchor_fields(region, references, appearance, cancelled)
+            rgb = tone_anchor.apply(rgb, coords[None], tone_anchor.blend(fields, scale),
+                                    region[:2])
         return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
 
-    def _anchor_field(self, region: tuple[int, int, int, int], reference: float, appearance,
-                      cancelled: Callable[[], bool] | None) -> tuple[torch.Tensor, tuple]:
-        """The tone anchor's correction c_r at `reference` scale over LR pixels `region`
-        (y0, x0, y1, x1), and its origin: the low-pass of d_r over the region and RADIUS
-        pixels around it (clipped to the photo), d_r stitched from tiles of ANCHOR_TILE LR
-        pixels measured once per photo, so that it equals the whole photo's correction
-        (`models.tone_anchor`)."""
+    def _anchor_fields(self, region: tuple[int, int, int, int], references: list[float],
+                       appearance, cancelled: Callable[[], bool] | None
+                       ) -> dict[float, torch.Tensor]:
+        """The tone anchor's corrections c_r at each `reference` scale over LR pixels `region`
+        (y0, x0, y1, x1): the low-pass of d_r over the region and RADIUS pixels around it
+        (clipped to the photo), d_r stitched from tiles of ANCHOR_TILE LR pixels measured once
+        per photo, so that it equals the whole photo's correction (`models.tone_anchor`)."""
         h, w = self.rgb.shape[:2]
         y0, x0, y1, x1 = region
         radius, t = tone_anchor.RADIUS, ANCHOR_TILE
         ey0, ex0 = max(0, y0 - radius), max(0, x0 - radius)
         ey1, ex1 = min(h, y1 + radius), min(w, x1 + radius)
-        rows = []
-        for ty in range(ey0 // t, (ey1 - 1) // t + 1):
-            row = []
-            for tx in range(ex0 // t, (ex1 - 1) // t + 1):
-                # In the engine's byte-bounded anchor cache: a tile evicted is measured
-                # again, identically.
-                key = (self.name, "tone-anchor", reference, ty, tx)
-                tile = self.anchor_cache.get(key)
-                if tile is None:
-                    if cancelled is not None and cancelled():
-                        raise Cancelled
-                    tile = {"d": self._measure_tile(ty, tx, reference, appearance)}
-                    self.anchor_cache.put(key, tile)
-                row.append(tile["d"])
-            rows.append(torch.cat(row, dim=3))
-        ty0, tx0 = (ey0 // t) * t, (ex0 // t) * t
-        measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
+        # The photo's pixels and the sampling mask are the same for every reference.
         lr = to_tensor(self.rgb[ey0:ey1, ex0:ex1], self.device)
         valid = tone_anchor.sampled((ey0, ex0), (ey1 - ey0, ex1 - ex0), self.device)
-        field = tone_anchor.correction(lr, measured, valid)
-        return field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0], (y0, x0)
+        ty0, tx0 = (ey0 // t) * t, (ex0 // t) * t
+        fields = {}
+        for reference in references:
+            rows = []
+            for ty in range(ey0 // t, (ey1 - 1) // t + 1):
+                row = []
+                for tx in range(ex0 // t, (ex1 - 1) // t + 1):
+                    # In the engine's byte-bounded anchor cache: a tile evicted is measured
+                    # again, identically.
+                    key = (self.name, "tone-anchor", reference, ty, tx)
+                    tile = self.anchor_cache.get(key)
+                    if tile is None:
+                        if cancelled is not None and cancelled():
+                            raise Cancelled
+                        tile = {"d": self._measure_tile(ty, tx, reference, appearance)}
+                        self.anchor_cache.put(key, tile)
+                    row.append(tile["d"])
+                rows.append(torch.cat(row, dim=3))
+            measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
+            field = tone_anchor.correction(lr, measured, valid)
+            fields[reference] = field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
+        return fields
 
     def _measure_tile(self, ty: int, tx: int, reference: float, appearance) -> torch.Tensor:
         """d_r over anchor tile (ty, tx): it reads the latents one pixel around, no more."""
