@@ -117,3 +117,20 @@ def test_anchor_tiles_have_their_own_cache(monkeypatch):
     assert computed > 0 and len(calls) == computed
     assert engine.anchor_cache.bytes > 0 and engine.feature_cache.bytes == 0
     np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("scale, offset, shape, origin", [
+    ((2.5, 2.5), (0, 0), (40, 50), (0, 0)),  # from the photo's corner: edge values
+    ((1.7, 3.1), (37, 91), (33, 29), (18, 26)),  # inside, anisotropic
+    ((8.0, 8.0), (300, 250), (17, 64), (35, 28)),  # reaching past the field's last centre
+])
+def test_the_grid_lookup_equals_the_per_query_lookup(scale, offset, shape, origin):
+    """apply_grid, which interpolates the field along x once per row, gives apply's values."""
+    from ddir_zoom.models.geometry import grid_axes, upscale_queries
+
+    field = torch.randn(1, 3, 9, 11, generator=torch.Generator().manual_seed(1))
+    rgb = torch.rand(1, shape[0] * shape[1], 3)
+    coords, _ = upscale_queries(scale, shape, offset)
+    ys, xs = grid_axes(scale, shape, offset)
+    expected = tone_anchor.apply(rgb, coords[None], field, origin)
+    assert torch.equal(tone_anchor.apply_grid(rgb, ys, xs, field, origin), expected)

@@ -25,7 +25,7 @@ from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import tone_anchor
 from ddir_zoom.models.base import ImplicitSR
-from ddir_zoom.models.geometry import upscale_queries
+from ddir_zoom.models.geometry import grid_axes, upscale_queries
 
 Scale = tuple[float, float]
 ANCHOR_TILE = 32
@@ -155,8 +155,8 @@ class NeuralMethod:
         if self.model.tone_anchor:
             references = [reference for reference, _ in tone_anchor.references(scale)]
             fields = self._anchor_fields(region, references, appearance, cancelled)
-            rgb = tone_anchor.apply(rgb, coords[None], tone_anchor.blend(fields, scale),
-                                    region[:2])
+            rgb = tone_anchor.apply_grid(rgb, *grid_axes(scale, shape, offset, self.device),
+                                         tone_anchor.blend(fields, scale), region[:2])
         return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
 
     def _anchor_fields(self, region: tuple[int, int, int, int], references: list[float],

@@ -21,6 +21,7 @@ from torch import nn
 from ddir_zoom.models.edsr import EDSREncoder
 from ddir_zoom.models.implicit import LatentGrid, Neighbours, local_ensemble
 from ddir_zoom.models.precision import DTYPES
+from ddir_zoom.parallel import even_pieces, run_pieces, workers
 
 CHUNK_ELEMENTS = 2**18
 """Queries per chunk x widest MLP layer: 1024 queries for 256-wide MLPs, 4096 for 64-wide ones,
@@ -167,16 +168,20 @@ class ImplicitSR(nn.Module):
         appearance: torch.Tensor | None = None,
         chunk: int | None = None,
     ) -> torch.Tensor:
-        """RGB in [0, 1] (B, N, 3) at `coords` (B, N, 2), decoded in chunks of `chunk` queries
-        (default: `default_chunk`)."""
-        chunk = chunk or self.default_chunk
+        """RGB in [0, 1] (B, N, 3) at `coords` (B, N, 2), decoded in chunks of at most `chunk`
+        queries (default: `default_chunk`), at least one per core."""
         n = coords.shape[1]
         out = torch.empty(coords.shape[0], n, 3, device=cells.device, dtype=cells.dtype)
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
+        # Chunks decode on the cores side by side, a thread each (`ddir_zoom.parallel`).
+        pieces = even_pieces(n, chunk or self.default_chunk, workers(cells.device))
+
+        def decode(index: int) -> None:
+            start, stop = pieces[index]
             rgb = self.decode(grids, coords[:, start:stop], cells[:, start:stop], image_hw,
                               appearance)["rgb"]
             out[:, start:stop] = rgb * 0.5 + 0.5
+
+        run_pieces(decode, len(pieces), cells.device)
         return out
 
     @torch.inference_mode()

@@ -104,14 +104,17 @@ def measure(model: ImplicitSR, grids: dict[str, LatentGrid], origin: tuple[int, 
     ys = rows.to(torch.float64) + origin[0] + 0.5
     xs = cols.to(torch.float64) + origin[1] + 0.5
     centres = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(1, -1, 2)
-    cells = torch.full_like(centres, 1.0 / reference, dtype=torch.float32)
+    # Every sample point of every pixel in one query: pieces large enough to run well side
+    # by side (`ddir_zoom.parallel`).
+    coords = torch.cat([centres + centres.new_tensor(offset) for offset in SAMPLE_OFFSETS], 1)
+    cells = torch.full_like(coords, 1.0 / reference, dtype=torch.float32)
+    colours = model.query(grids, coords, cells, image_hw, appearance)  # (1, k * n, 3)
+    # Clamped as the zoom is shown: where a model overshoots [0, 1] (at strong edges), what
+    # the eye sees (and `training.tone` measures) is the clamped colour.
+    colours = colours.clamp(0.0, 1.0) if CLAMP else colours
     d = 0.0
-    for offset in SAMPLE_OFFSETS:
-        coords = centres + centres.new_tensor(offset)
-        # Clamped as the zoom is shown: where a model overshoots [0, 1] (at strong edges),
-        # what the eye sees (and `training.tone` measures) is the clamped colour.
-        colours = model.query(grids, coords, cells, image_hw, appearance)  # (1, n, 3)
-        d = d + (colours.clamp(0.0, 1.0) if CLAMP else colours)
+    for part in colours.chunk(len(SAMPLE_OFFSETS), dim=1):
+        d = d + part
     d = (d / len(SAMPLE_OFFSETS)).reshape(len(rows), len(cols), 3).permute(2, 0, 1)
     measured = torch.zeros(1, 3, h, w, device=device)
     measured[:, :, rows[:, None], cols[None, :]] = d[None]
@@ -179,20 +182,25 @@ def blend(fields: dict[float, torch.Tensor], scale: float | tuple[float, float])
     return total
 
 
+def _axis(positions: torch.Tensor, origin: int, size: int
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear lookup along one axis of a field `size` long whose sample 0 is LR pixel
+    `origin`: (index before, index after, weight of the one after) at `positions` (LR pixel
+    units); beyond the field's centres, its edge value."""
+    f = (positions - 0.5 - origin).clamp(0, size - 1)
+    i0 = f.floor().long().clamp(max=size - 2) if size > 1 else f.floor().long()
+    return i0, (i0 + 1).clamp(max=size - 1), f - i0
+
+
 def apply(rgb: torch.Tensor, coords: torch.Tensor, field: torch.Tensor,
           field_origin: tuple[int, int]) -> torch.Tensor:
     """rgb (B, N, 3) + the bilinear interpolation of `field` (1, 3, h, w, LR pixel (0, 0) at
     photo pixel `field_origin`) at `coords` (B, N, 2) in photo LR pixel units; queries beyond
     the field's centres take its edge values (the photo's border)."""
     _, _, h, w = field.shape
-    fy = (coords[..., 0] - 0.5 - field_origin[0]).clamp(0, h - 1)
-    fx = (coords[..., 1] - 0.5 - field_origin[1]).clamp(0, w - 1)
-    y0 = fy.floor().long().clamp(max=h - 2) if h > 1 else fy.floor().long()
-    x0 = fx.floor().long().clamp(max=w - 2) if w > 1 else fx.floor().long()
-    ty = (fy - y0).to(rgb.dtype).unsqueeze(-1)
-    tx = (fx - x0).to(rgb.dtype).unsqueeze(-1)
-    y1 = (y0 + 1).clamp(max=h - 1)
-    x1 = (x0 + 1).clamp(max=w - 1)
+    y0, y1, ty = _axis(coords[..., 0], field_origin[0], h)
+    x0, x1, tx = _axis(coords[..., 1], field_origin[1], w)
+    ty, tx = ty.to(rgb.dtype).unsqueeze(-1), tx.to(rgb.dtype).unsqueeze(-1)
     flat = field[0].permute(1, 2, 0).reshape(-1, 3)
 
     def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
@@ -201,3 +209,21 @@ def apply(rgb: torch.Tensor, coords: torch.Tensor, field: torch.Tensor,
     top = at(y0, x0) * (1 - tx) + at(y0, x1) * tx
     bottom = at(y1, x0) * (1 - tx) + at(y1, x1) * tx
     return rgb + top * (1 - ty) + bottom * ty
+
+
+def apply_grid(rgb: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, field: torch.Tensor,
+               field_origin: tuple[int, int]) -> torch.Tensor:
+    """`apply` for the queries of a regular grid, rows `ys` x columns `xs` (LR pixel units,
+    `geometry.grid_axes`), row-major in rgb (1, len(ys) * len(xs), 3). The same products and
+    sums per pixel as `apply`, so the same values, but the field is interpolated along x once
+    per field row and then along y, not gathered four times per query: a tenth of the cost."""
+    _, _, h, w = field.shape
+    y0, y1, ty = _axis(ys, field_origin[0], h)
+    x0, x1, tx = _axis(xs, field_origin[1], w)
+    ty, tx = ty.to(rgb.dtype)[:, None, None], tx.to(rgb.dtype)[:, None]
+    first, last = int(y0.min()), int(y1.max())  # the field rows these queries read
+    rows = field[0, :, first:last + 1].permute(1, 2, 0)  # (rows, w, 3)
+    along_x = rows[:, x0] * (1 - tx) + rows[:, x1] * tx  # (rows, len(xs), 3)
+    y0, y1 = y0 - first, y1 - first
+    out = rgb.view(len(ys), len(xs), 3) + along_x[y0] * (1 - ty) + along_x[y1] * ty
+    return out.view(rgb.shape)

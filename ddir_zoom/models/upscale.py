@@ -12,7 +12,7 @@ import torch
 
 from ddir_zoom.models import tone_anchor
 from ddir_zoom.models.base import ImplicitSR
-from ddir_zoom.models.geometry import upscale_queries
+from ddir_zoom.models.geometry import grid_axes, upscale_queries
 
 
 @torch.inference_mode()
@@ -43,6 +43,7 @@ def upscale_image(
         coords, cells = upscale_queries((sy, sx), (n_rows, out_w), (top, 0), device)
         rgb_out = model.query(grids, coords[None], cells[None].float(), (h, w), appearance)
         if field is not None:
-            rgb_out = tone_anchor.apply(rgb_out, coords[None], field, (0, 0))
+            ys, xs = grid_axes((sy, sx), (n_rows, out_w), (top, 0), device)
+            rgb_out = tone_anchor.apply_grid(rgb_out, ys, xs, field, (0, 0))
         out[top:top + n_rows] = rgb_out[0].clamp(0, 1).reshape(n_rows, out_w, 3).cpu().numpy()
     return out

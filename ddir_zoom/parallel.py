@@ -1,0 +1,102 @@
+"""Independent pieces of CPU work, one per core, each on one torch thread.
+
+Decoding is many small operations on a chunk of queries (a gather, a few 64- to 256-wide
+products, element-wise steps). Spread over the cores operation by operation, as torch does, the
+cores meet after every operation, and at these sizes the meeting costs as much as the work: the
+distilled student decoded a 128 x 128 tile in 17.5 ms on 2 threads against 32-40 ms on one.
+Decoding two chunks at once, each on its own core with one thread, needs no meeting: 14 ms a
+tile (measured on the 2-core CPU; benchmarks/viewport.py shows what it gives a view). A busy
+CPU then slows each piece down, but no thread waits on another.
+
+`run_pieces` does this for work that splits into pieces that write disjoint outputs. It falls
+back to running the pieces in order, on the caller's threads, on a GPU, when the caller has one
+thread, or for a single piece (callers split work into at least `workers` pieces).
+
+torch's thread count is per thread (OpenMP's setting) but a new thread takes its first value
+from the last one any thread set, so the pool's threads set theirs to one and the creating
+thread then sets its own count back, which restores that default for threads started later.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+_worker = threading.local()
+
+
+def _initialise() -> None:
+    # torch sets a thread's count from the shared default on the thread's first use of it,
+    # so use it first: the count set here then stays.
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+    _worker.active = True
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    """The shared pool, grown to `size` threads (never shrunk: idle threads cost nothing)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < size:
+            threads = torch.get_num_threads()
+            old = _pool
+            _pool = ThreadPoolExecutor(size, thread_name_prefix="ddir-piece",
+                                       initializer=_initialise)
+            _pool_size = size
+            # Start every thread now, then restore the default count for threads to come.
+            barrier = threading.Barrier(size + 1)
+            for _ in range(size):
+                _pool.submit(barrier.wait)
+            barrier.wait()
+            torch.set_num_threads(threads)
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def enabled() -> bool:
+    """Whether CPU work is split into pieces; `DDIR_ZOOM_PIECES=0` spreads each operation over
+    the threads instead, as torch does (for comparison)."""
+    return os.environ.get("DDIR_ZOOM_PIECES", "1") != "0"
+
+
+def workers(device: torch.device) -> int:
+    """How many pieces run at once for work on `device`: the caller's thread count on a CPU
+    (1 inside a piece: pieces do not split further), else 1."""
+    if device.type != "cpu" or getattr(_worker, "active", False) or not enabled():
+        return 1
+    return torch.get_num_threads()
+
+
+def run_pieces(work: Callable[[int], None], count: int, device: torch.device) -> None:
+    """Run work(0) ... work(count - 1), each on one torch thread, up to `workers(device)` at
+    once, in inference mode; returns when all are done and raises the first error."""
+    parallel = min(workers(device), count)
+    if parallel <= 1:
+        with torch.inference_mode():
+            for index in range(count):
+                work(index)
+        return
+
+    def piece(index: int) -> None:
+        with torch.inference_mode():
+            work(index)
+
+    futures = [_executor(parallel).submit(piece, index) for index in range(count)]
+    for future in futures:
+        future.result()
+
+
+def even_pieces(total: int, most: int, parts: int) -> Sequence[tuple[int, int]]:
+    """[start, stop) ranges over `total` items: at least `parts` of them where there are
+    that many items, none longer than `most`, and of nearly equal length."""
+    count = max(min(parts, total), -(-total // most), 1)
+    size = max(1, -(-total // count))
+    return [(start, min(total, start + size)) for start in range(0, total, size)]
