@@ -148,6 +148,35 @@ def test_tiled_features_equal_whole_image_features(rng):
     assert (part["sr"].values - whole["sr"][:, 41:90, 77:140]).abs().max() < 1e-4
 
 
+def test_feature_tiles_encoded_side_by_side_equal_tiles_encoded_one_by_one(rng, monkeypatch):
+    """ensure() encodes the missing tiles of a region on the cores side by side
+    (ddir_zoom.parallel): each tile gets the values it gets alone, and a cancel stops it."""
+    torch.manual_seed(0)
+    model = make_preset("ddir", "compact").eval()
+    rgb = _photo(rng, 150, 170).rgb
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = FeatureTiles(model, rgb, torch.device("cpu"),
+                                ByteLRU(1 << 30, tensor_bytes), key="m", tile=32)
+        assert together.ensure(0, 0, 150, 170) and together.tiles_encoded == 30
+        cancelled = FeatureTiles(model, rgb, torch.device("cpu"),
+                                 ByteLRU(1 << 30, tensor_bytes), key="m", tile=32)
+        assert not cancelled.ensure(0, 0, 150, 170, cancelled=lambda: True)
+        assert cancelled.tiles_encoded == 0
+        monkeypatch.setenv("DDIR_ZOOM_PIECES", "0")
+        alone = FeatureTiles(model, rgb, torch.device("cpu"),
+                             ByteLRU(1 << 30, tensor_bytes), key="m", tile=32)
+        assert alone.ensure(0, 0, 150, 170)
+    finally:
+        torch.set_num_threads(before)
+    for ty in range(5):
+        for tx in range(6):
+            a, b = together.cache.get(("m", ty, tx)), alone.cache.get(("m", ty, tx))
+            for branch in a:
+                torch.testing.assert_close(a[branch], b[branch], rtol=0, atol=1e-5)
+
+
 def test_projection_blocks_equal_whole_image_projections(rng):
     """Features cached per tile of 128 with a ring, projected per block of 64: every block
     edge, tile edge and photo border of a 150 x 200 photo."""

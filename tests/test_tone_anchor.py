@@ -109,8 +109,9 @@ def test_anchor_tiles_have_their_own_cache(monkeypatch):
     engine.add_model("ddir", _drifting_model(True))
     method = engine.methods["ddir"]
     calls = []
-    real = method._measure_tile
-    monkeypatch.setattr(method, "_measure_tile", lambda *a: calls.append(a) or real(*a))
+    real = method._measure_tiles
+    monkeypatch.setattr(method, "_measure_tiles",
+                        lambda tiles, *a: calls.extend(tiles) or real(tiles, *a))
     first = engine.render_region("ddir", 2.0, (40, 60), (90, 100))
     computed = len(calls)
     again = engine.render_region("ddir", 2.0, (40, 60), (90, 100))

@@ -175,38 +175,45 @@ class NeuralMethod:
         lr = to_tensor(self.rgb[ey0:ey1, ex0:ex1], self.device)
         valid = tone_anchor.sampled((ey0, ex0), (ey1 - ey0, ex1 - ex0), self.device)
         ty0, tx0 = (ey0 // t) * t, (ex0 // t) * t
+        tiles = [(ty, tx) for ty in range(ey0 // t, (ey1 - 1) // t + 1)
+                 for tx in range(ex0 // t, (ex1 - 1) // t + 1)]
         fields = {}
         for reference in references:
-            rows = []
-            for ty in range(ey0 // t, (ey1 - 1) // t + 1):
-                row = []
-                for tx in range(ex0 // t, (ex1 - 1) // t + 1):
-                    # In the engine's byte-bounded anchor cache: a tile evicted is measured
-                    # again, identically.
-                    key = (self.name, "tone-anchor", reference, ty, tx)
-                    tile = self.anchor_cache.get(key)
-                    if tile is None:
-                        if cancelled is not None and cancelled():
-                            raise Cancelled
-                        tile = {"d": self._measure_tile(ty, tx, reference, appearance)}
-                        self.anchor_cache.put(key, tile)
-                    row.append(tile["d"])
-                rows.append(torch.cat(row, dim=3))
+            # In the engine's byte-bounded anchor cache: a tile evicted is measured again,
+            # identically.
+            d = {tile: self.anchor_cache.get((self.name, "tone-anchor", reference, *tile))
+                 for tile in tiles}
+            missing = [tile for tile, value in d.items() if value is None]
+            if missing:
+                if cancelled is not None and cancelled():
+                    raise Cancelled
+                for tile, value in zip(missing, self._measure_tiles(missing, reference,
+                                                                     appearance), strict=True):
+                    d[tile] = {"d": value}
+                    self.anchor_cache.put((self.name, "tone-anchor", reference, *tile), d[tile])
+            rows = [torch.cat([d[(ty, tx)]["d"] for tx in range(ex0 // t, (ex1 - 1) // t + 1)],
+                              dim=3) for ty in range(ey0 // t, (ey1 - 1) // t + 1)]
             measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
             field = tone_anchor.correction(lr, measured, valid)
             fields[reference] = field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
         return fields
 
-    def _measure_tile(self, ty: int, tx: int, reference: float, appearance) -> torch.Tensor:
-        """d_r over anchor tile (ty, tx): it reads the latents one pixel around, no more."""
+    def _measure_tiles(self, tiles: list[tuple[int, int]], reference: float, appearance
+                       ) -> list[torch.Tensor]:
+        """d_r over anchor tiles (ty, tx), in one query: each reads the latents one pixel
+        around it, no more, so measuring them together gives each its own values."""
         t = ANCHOR_TILE
         h, w = self.rgb.shape[:2]
-        y0, x0 = ty * t, tx * t
-        y1, x1 = min(h, y0 + t), min(w, x0 + t)
-        around = (max(0, y0 - 1), max(0, x0 - 1), min(h, y1 + 1), min(w, x1 + 1))
+        rects = []
+        for ty, tx in tiles:
+            y0, x0 = ty * t, tx * t
+            rects.append(((y0, x0), (min(h, y0 + t) - y0, min(w, x0 + t) - x0)))
+        around = (max(0, min(r[0][0] for r in rects) - 1), max(0, min(r[0][1] for r in rects) - 1),
+                  min(h, max(r[0][0] + r[1][0] for r in rects) + 1),
+                  min(w, max(r[0][1] + r[1][1] for r in rects) + 1))
         self.features.ensure(*around)
-        return tone_anchor.measure(self.model, self.features.grids(*around), (y0, x0),
-                                   (y1 - y0, x1 - x0), (h, w), appearance, reference)
+        return tone_anchor.measure_tiles(self.model, self.features.grids(*around), rects,
+                                         (h, w), appearance, reference)
 
     def _with_oom_fallback(self, work: Callable[[], object]):
         while True:
