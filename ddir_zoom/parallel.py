@@ -19,9 +19,10 @@ thread then sets its own count back, which restores that default for threads sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -67,22 +68,56 @@ def enabled() -> bool:
     return os.environ.get("DDIR_ZOOM_PIECES", "1") != "0"
 
 
+def _cores() -> int:
+    """The calling thread's cores: its torch thread count, or what it was before `one_thread`."""
+    return getattr(_worker, "cores", None) or torch.get_num_threads()
+
+
 def workers(device: torch.device) -> int:
     """How many pieces run at once for work on `device`: the caller's thread count on a CPU
     (1 inside a piece: pieces do not split further), else 1."""
     if device.type != "cpu" or getattr(_worker, "active", False) or not enabled():
         return 1
-    return torch.get_num_threads()
+    return _cores()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the calling thread's own torch operations on one thread: small ones (a low-pass of
+    a few thousand pixels, a 66 x 66 projection) take longer spread over the cores, which meet
+    after each. `run_pieces` inside still uses every core the caller had."""
+    threads = torch.get_num_threads()
+    if (getattr(_worker, "active", False) or getattr(_worker, "cores", None) or threads == 1
+            or not enabled()):
+        yield
+        return
+    _worker.cores = threads
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        _worker.cores = None
 
 
 def run_pieces(work: Callable[[int], None], count: int, device: torch.device) -> None:
     """Run work(0) ... work(count - 1), each on one torch thread, up to `workers(device)` at
-    once, in inference mode; returns when all are done and raises the first error."""
+    once, in inference mode; returns when all are done and raises the first error. A single
+    piece runs on the caller's thread with all of its cores (large operations, such as
+    encoding one feature tile, gain from them)."""
     parallel = min(workers(device), count)
     if parallel <= 1:
+        threads = torch.get_num_threads()
+        cores = _cores() if count == 1 and device.type == "cpu" and enabled() else threads
         with torch.inference_mode():
-            for index in range(count):
-                work(index)
+            if cores != threads:
+                torch.set_num_threads(cores)
+            try:
+                for index in range(count):
+                    work(index)
+            finally:
+                if cores != threads:
+                    torch.set_num_threads(threads)
         return
 
     def piece(index: int) -> None:

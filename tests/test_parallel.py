@@ -80,3 +80,23 @@ def test_decoding_in_pieces_equals_decoding_in_chunks(monkeypatch):
     finally:
         torch.set_num_threads(before)
     torch.testing.assert_close(pieces, chunks, rtol=0, atol=1e-6)
+
+
+def test_one_thread_keeps_the_callers_cores_for_pieces():
+    """Inside one_thread the caller's own operations run on one thread, pieces still spread
+    over the cores it had, and a single piece runs on all of them; the count comes back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        with parallel.one_thread():
+            assert torch.get_num_threads() == 1
+            assert parallel.workers(torch.device("cpu")) == 2
+            parallel.run_pieces(lambda i: seen.append(torch.get_num_threads()), 1,
+                                torch.device("cpu"))
+            assert torch.get_num_threads() == 1
+            parallel.run_pieces(lambda i: seen.append(torch.get_num_threads()), 2,
+                                torch.device("cpu"))
+        assert seen == [2, 1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

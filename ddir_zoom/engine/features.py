@@ -83,6 +83,7 @@ class FeatureTiles:
             raise ValueError(f"the projection block ({block}) must divide the tile ({self.tile})")
         self._block = block
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()  # tiles and blocks are computed side by side
         self.tiles_encoded = 0  # for tests and benchmarks: how much encoding happened
         self.blocks_projected = 0  # and how much projecting
 
@@ -128,7 +129,8 @@ class FeatureTiles:
                     memory_format=torch.channels_last)
                 for branch, f in features.items()}
         self.cache.put(self._tile_key(ty, tx), tile)
-        self.tiles_encoded += 1
+        with self._count_lock:
+            self.tiles_encoded += 1
         return tile
 
     def _features(self, ty: int, tx: int) -> dict[str, torch.Tensor]:
@@ -154,7 +156,8 @@ class FeatureTiles:
         block = {branch: p[:, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0].contiguous()
                  for branch, p in projected.items()}
         self.projections.put((self.key, "projection", by, bx), block)
-        self.blocks_projected += 1
+        with self._count_lock:
+            self.blocks_projected += 1
         return block
 
     def _tile_range(self, y0: int, x0: int, y1: int, x1: int, t: int
@@ -192,12 +195,15 @@ class FeatureTiles:
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)
         b = self.block
         by0, bx0, by1, bx1 = self._tile_range(y0, x0, y1, x1, b)
-        blocks = {}
         with self._lock:
-            for by in range(by0, by1):
-                for bx in range(bx0, bx1):
-                    block = self.projections.get((self.key, "projection", by, bx))
-                    blocks[(by, bx)] = block if block is not None else self._project(by, bx)
+            blocks = {(by, bx): self.projections.get((self.key, "projection", by, bx))
+                      for by in range(by0, by1) for bx in range(bx0, bx1)}
+            missing = [key for key, block in blocks.items() if block is None]
+
+            def project(index: int) -> None:
+                blocks[missing[index]] = self._project(*missing[index])
+
+            run_pieces(project, len(missing), self.device)  # side by side (`parallel`)
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
             return {k: LatentGrid(v, (by0 * b, bx0 * b)) for k, v in blocks[(by0, bx0)].items()}

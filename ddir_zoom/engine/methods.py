@@ -26,6 +26,7 @@ from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import tone_anchor
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.geometry import grid_axes, upscale_queries
+from ddir_zoom.parallel import one_thread
 
 Scale = tuple[float, float]
 ANCHOR_TILE = 32
@@ -146,18 +147,21 @@ class NeuralMethod:
                 appearance: torch.Tensor | None, cancelled: Callable[[], bool] | None
                 ) -> np.ndarray:
         region = self.lr_region(scale, offset, shape)
-        if not self.features.ensure(*region, cancelled=cancelled):
-            raise Cancelled
-        grids = self.features.grids(*region)
-        coords, cells = upscale_queries(scale, shape, offset, device=self.device)
-        rgb = self.model.query(grids, coords[None], cells[None].float(), self.features.size,
-                               appearance, chunk=self.chunk)
-        if self.model.tone_anchor:
-            references = [reference for reference, _ in tone_anchor.references(scale)]
-            fields = self._anchor_fields(region, references, appearance, cancelled)
-            rgb = tone_anchor.apply_grid(rgb, *grid_axes(scale, shape, offset, self.device),
-                                         tone_anchor.blend(fields, scale), region[:2])
-        return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
+        # Decoding and encoding several tiles spread over the cores in pieces; the rest is
+        # small operations, faster on one thread (`ddir_zoom.parallel`).
+        with one_thread():
+            if not self.features.ensure(*region, cancelled=cancelled):
+                raise Cancelled
+            grids = self.features.grids(*region)
+            coords, cells = upscale_queries(scale, shape, offset, device=self.device)
+            rgb = self.model.query(grids, coords[None], cells[None].float(),
+                                   self.features.size, appearance, chunk=self.chunk)
+            if self.model.tone_anchor:
+                references = [reference for reference, _ in tone_anchor.references(scale)]
+                fields = self._anchor_fields(region, references, appearance, cancelled)
+                rgb = tone_anchor.apply_grid(rgb, *grid_axes(scale, shape, offset, self.device),
+                                             tone_anchor.blend(fields, scale), region[:2])
+            return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
 
     def _anchor_fields(self, region: tuple[int, int, int, int], references: list[float],
                        appearance, cancelled: Callable[[], bool] | None
