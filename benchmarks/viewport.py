@@ -250,7 +250,8 @@ def viewport_table(photo_path: Path, presets: list[str], models: list[str], scal
     origin = add_models(engine, presets, models)
     centre = (engine.size[0] / 2, engine.size[1] / 2)
     embedding = {}
-    for name, method in engine.methods.items():
+    # Once per photo, as the viewer does it while the photo is shown whole (first passes too).
+    for name, method in {**engine.methods, **engine.first_passes}.items():
         if name == "bicubic":
             continue
         start = time.perf_counter()

@@ -1,6 +1,8 @@
 """CPU thread policy: behave well on a machine that other programs are using.
 
-Our rendering is many small torch operations (chunked decoding, tiles). With OpenMP's default
+Our rendering is many small torch operations (chunked decoding, tiles); decoding and encoding
+run in pieces side by side on one thread each (`ddir_zoom.parallel`), but encoding a single
+feature tile and the viewer's other work still spread over the threads. With OpenMP's default
 active waiting, each of the pool's threads spins between operations; on a busy CPU the spinning
 threads compete with the programs that hold the cores and with each other, and a render that takes
 1 s alone took 27 s beside a competing load (measured in the speed issue). Passive waiting puts

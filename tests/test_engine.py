@@ -642,6 +642,24 @@ def test_idle_worker_prefetches_the_features_under_the_view(rng):
         renderer.close()
 
 
+def test_prefetching_encodes_the_first_pass_before_the_method(rng):
+    """A zoom shows the first pass first, so the idle worker encodes its features first."""
+    engine = Engine(_photo(rng, h=300, w=400), device="cpu")
+    torch.manual_seed(0)
+    engine.add_model("ddir", make_model({"model": "ddir", **SMALL}),
+                     first_pass=make_model({"model": "ddir", **SMALL}))
+    renderer, _ = _renderer(engine)
+    try:
+        plan = renderer._prefetch_plan(View.fit(engine.size, (300, 400)), "ddir")
+    finally:
+        renderer.close()
+    names = [neural.name for neural, _, _ in plan]
+    first = engine.first_pass("ddir")
+    fast, own = engine.first_passes[first].features, engine.methods["ddir"].features
+    assert names == [first] * (fast.grid_shape[0] * fast.grid_shape[1]) + \
+        ["ddir"] * (own.grid_shape[0] * own.grid_shape[1])
+
+
 def test_model_work_takes_turns_across_threads(rng):
     """The render worker and an export (two threads) never run model work at once: torch's
     thread pool is the process's, and both at once would use twice the cores."""

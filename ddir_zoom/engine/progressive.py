@@ -49,6 +49,10 @@ DEFAULT_TILE_CACHE_BYTES = 256 << 20
 SETTLE_S = 0.03
 """The worker starts refining this long after the latest request: during a drag (a request
 every frame) it stays out of the way of the immediate frames."""
+TRIM_AFTER_S = 0.25
+"""The heap is also trimmed (`memory.release`) after a tile that took this long: the paper-size
+model's tiles leave large freed temporaries between cached tensors, and a long view piled them
+up before its end; a trim costs milliseconds, nothing next to such a tile."""
 NEARBY_SCALE = 2.0
 """The previous frame is reused for the immediate frame of a view whose scale is within this
 factor of it (and that it covers)."""
@@ -188,7 +192,8 @@ class ProgressiveRenderer:
             self._counter += 1
             generation = self._counter
             self._current[channel] = generation
-            self._prefetch = prefetch + [p for p in self._prefetch if p[0].name != method]
+            planned = {neural.name for neural, _, _ in prefetch}
+            self._prefetch = prefetch + [p for p in self._prefetch if p[0].name not in planned]
             self._canvas[channel] = _Canvas(view, image.copy(), painted, len(tiles))
             if pending:
                 self._jobs[channel] = _Job(generation, channel, view, method, work, done,
@@ -223,23 +228,28 @@ class ProgressiveRenderer:
         self._thread.join(timeout=30)
 
     def _prefetch_plan(self, view: View, method: str) -> list[tuple[NeuralMethod, int, int]]:
-        """Feature tiles of `method` under `view`, nearest its centre first, as many as fit in
-        half the feature cache."""
-        neural = self.engine.methods.get(method)
-        if not isinstance(neural, NeuralMethod):
-            return []
-        features = neural.features
-        y0, x0 = view.screen_to_image(0, 0)
-        y1, x1 = view.screen_to_image(view.size[1], view.size[0])
-        t = features.tile
-        rows = range(max(0, int(y0) // t), min(features.grid_shape[0], int(y1) // t + 1))
-        cols = range(max(0, int(x0) // t), min(features.grid_shape[1], int(x1) // t + 1))
-        cy, cx = view.center
-        tiles = sorted(((ty, tx) for ty in rows for tx in cols),
-                       key=lambda p: ((p[0] + 0.5) * t - cy) ** 2 + ((p[1] + 0.5) * t - cx) ** 2)
-        budget = self.engine.feature_cache.max_bytes // 2 // max(1, t * t *
-                                                                features.bytes_per_pixel)
-        return [(neural, ty, tx) for ty, tx in tiles[:budget]]
+        """Feature tiles under `view`, nearest its centre first, as many as fit in half the
+        feature cache: those of `method`'s first pass first (cheap, and what a zoom shows
+        first), then the method's own."""
+        plan, budget = [], self.engine.feature_cache.max_bytes // 2
+        for name in (self.engine.first_pass(method), method):
+            neural = self.engine.methods.get(name) or self.engine.first_passes.get(name)
+            if not isinstance(neural, NeuralMethod):
+                continue
+            features = neural.features
+            y0, x0 = view.screen_to_image(0, 0)
+            y1, x1 = view.screen_to_image(view.size[1], view.size[0])
+            t = features.tile
+            rows = range(max(0, int(y0) // t), min(features.grid_shape[0], int(y1) // t + 1))
+            cols = range(max(0, int(x0) // t), min(features.grid_shape[1], int(x1) // t + 1))
+            cy, cx = view.center
+            tiles = sorted(((ty, tx) for ty in rows for tx in cols),
+                           key=lambda p, t=t, cy=cy, cx=cx: ((p[0] + 0.5) * t - cy) ** 2
+                           + ((p[1] + 0.5) * t - cx) ** 2)
+            count = min(len(tiles), budget // max(1, t * t * features.bytes_per_pixel))
+            plan += [(neural, ty, tx) for ty, tx in tiles[:count]]
+            budget -= count * t * t * features.bytes_per_pixel
+        return plan
 
     def _background(self, view: View) -> np.ndarray:
         image = np.empty((*view.size, 3), np.uint8)
@@ -344,8 +354,9 @@ class ProgressiveRenderer:
                         with COMPUTE:
                             method.prepare()
                     prepared.add(work[0])
-                if self._refine(job, *work):
-                    release()  # a view is done: hand back what its work left free
+                start = time.monotonic()
+                if self._refine(job, *work) or time.monotonic() - start > TRIM_AFTER_S:
+                    release()  # a view or a slow tile is done: hand back what it left free
             except Cancelled:
                 pass
             except Exception as exc:  # the user sees a message, the worker lives on
