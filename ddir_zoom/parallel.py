@@ -2,11 +2,11 @@
 
 Decoding is many small operations on a chunk of queries (a gather, a few 64- to 256-wide
 products, element-wise steps). Spread over the cores operation by operation, as torch does, the
-cores meet after every operation, and at these sizes the meeting costs as much as the work: the
-distilled student decoded a 128 x 128 tile in 17.5 ms on 2 threads against 32-40 ms on one.
-Decoding two chunks at once, each on its own core with one thread, needs no meeting: 14 ms a
-tile (measured on the 2-core CPU; benchmarks/viewport.py shows what it gives a view). A busy
-CPU then slows each piece down, but no thread waits on another.
+cores meet after every operation, and at these sizes the meeting costs a large part of the
+work. Decoding two chunks at once, each on its own core with one thread, needs no meeting: a
+tile decoded 1.3-1.5x faster on the 2-core CPU (benchmarks/pieces.py; benchmarks/viewport.py
+shows what it gives a view). A busy CPU then slows each piece down, but no thread waits on
+another.
 
 `run_pieces` does this for work that splits into pieces that write disjoint outputs. It falls
 back to running the pieces in order, on the caller's threads, on a GPU, when the caller has one
