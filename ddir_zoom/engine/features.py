@@ -133,22 +133,20 @@ class FeatureTiles:
             self.tiles_encoded += 1
         return tile
 
-    def _features(self, ty: int, tx: int) -> dict[str, torch.Tensor]:
-        tile = self.cache.get(self._tile_key(ty, tx))
-        return tile if tile is not None else self._encode(ty, tx)
+    def _tile_of_block(self, by: int, bx: int) -> tuple[int, int]:
+        return by * self.block // self.tile, bx * self.block // self.tile
 
-    def _project(self, by: int, bx: int) -> dict[str, torch.Tensor]:
-        """Projections of block (by, bx), from the features of its feature tile: the block
-        and its ring, projected with zero padding, the ring then cut off (where the padding
-        stood for pixels, not the photo's border)."""
-        b, t = self.block, self.tile
-        ty, tx = by * b // t, bx * b // t
-        fy0, fx0, _, _ = self._tile_bounds(ty, tx)
+    def _project(self, by: int, bx: int, features: dict[str, torch.Tensor]
+                 ) -> dict[str, torch.Tensor]:
+        """Projections of block (by, bx), from `features`, those of its feature tile: the
+        block and its ring, projected with zero padding, the ring then cut off (where the
+        padding stood for pixels, not the photo's border)."""
+        b = self.block
+        fy0, fx0, _, _ = self._tile_bounds(*self._tile_of_block(by, bx))
         y0, x0 = by * b, bx * b
         y1, x1 = min(self.size[0], y0 + b), min(self.size[1], x0 + b)
         ry0, rx0 = max(0, y0 - 1), max(0, x0 - 1)
         ry1, rx1 = min(self.size[0], y1 + 1), min(self.size[1], x1 + 1)
-        features = self._features(ty, tx)
         with torch.inference_mode():
             ring = {branch: f[:, :, ry0 - fy0:ry1 - fy0, rx0 - fx0:rx1 - fx0]
                     for branch, f in features.items()}
@@ -199,11 +197,22 @@ class FeatureTiles:
             blocks = {(by, bx): self.projections.get((self.key, "projection", by, bx))
                       for by in range(by0, by1) for bx in range(bx0, bx1)}
             missing = [key for key, block in blocks.items() if block is None]
+            # The feature tiles under the missing blocks, each encoded once (side by side,
+            # `ddir_zoom.parallel`) and held here, so that a tight cache cannot evict one
+            # before its blocks are projected.
+            features = {tile: self.cache.get(self._tile_key(*tile))
+                        for tile in {self._tile_of_block(*key) for key in missing}}
+            absent = [tile for tile, value in features.items() if value is None]
+
+            def encode(index: int) -> None:
+                features[absent[index]] = self._encode(*absent[index])
 
             def project(index: int) -> None:
-                blocks[missing[index]] = self._project(*missing[index])
+                key = missing[index]
+                blocks[key] = self._project(*key, features[self._tile_of_block(*key)])
 
-            run_pieces(project, len(missing), self.device)  # side by side (`parallel`)
+            run_pieces(encode, len(absent), self.device)
+            run_pieces(project, len(missing), self.device)
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
             return {k: LatentGrid(v, (by0 * b, bx0 * b)) for k, v in blocks[(by0, bx0)].items()}

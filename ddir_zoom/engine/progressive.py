@@ -231,21 +231,20 @@ class ProgressiveRenderer:
         """Feature tiles under `view`, nearest its centre first, as many as fit in half the
         feature cache: those of `method`'s first pass first (cheap, and what a zoom shows
         first), then the method's own."""
+        y0, x0 = view.screen_to_image(0, 0)
+        y1, x1 = view.screen_to_image(view.size[1], view.size[0])
+        cy, cx = view.center
         plan, budget = [], self.engine.feature_cache.max_bytes // 2
         for name in (self.engine.first_pass(method), method):
             neural = self.engine.methods.get(name) or self.engine.first_passes.get(name)
             if not isinstance(neural, NeuralMethod):
                 continue
-            features = neural.features
-            y0, x0 = view.screen_to_image(0, 0)
-            y1, x1 = view.screen_to_image(view.size[1], view.size[0])
-            t = features.tile
+            features, t = neural.features, neural.features.tile
             rows = range(max(0, int(y0) // t), min(features.grid_shape[0], int(y1) // t + 1))
             cols = range(max(0, int(x0) // t), min(features.grid_shape[1], int(x1) // t + 1))
-            cy, cx = view.center
-            tiles = sorted(((ty, tx) for ty in rows for tx in cols),
-                           key=lambda p, t=t, cy=cy, cx=cx: ((p[0] + 0.5) * t - cy) ** 2
-                           + ((p[1] + 0.5) * t - cx) ** 2)
+            distance = {(ty, tx): ((ty + 0.5) * t - cy) ** 2 + ((tx + 0.5) * t - cx) ** 2
+                        for ty in rows for tx in cols}
+            tiles = sorted(distance, key=distance.get)
             count = min(len(tiles), budget // max(1, t * t * features.bytes_per_pixel))
             plan += [(neural, ty, tx) for ty, tx in tiles[:count]]
             budget -= count * t * t * features.bytes_per_pixel
