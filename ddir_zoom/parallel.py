@@ -108,7 +108,7 @@ def run_pieces(work: Callable[[int], None], count: int, device: torch.device) ->
     parallel = min(workers(device), count)
     if parallel <= 1:
         threads = torch.get_num_threads()
-        cores = _cores() if count == 1 and device.type == "cpu" and enabled() else threads
+        cores = _cores() if device.type == "cpu" else threads
         with torch.inference_mode():
             if cores != threads:
                 torch.set_num_threads(cores)

@@ -170,17 +170,24 @@ class FeatureTiles:
         False if `cancelled` said so between tiles."""
         ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1, self.tile)
         with self._lock:
-            missing = [(ty, tx) for ty in range(ty0, ty1) for tx in range(tx0, tx1)
-                       if self._tile_key(ty, tx) not in self.cache]
-
-            def encode(index: int) -> None:
-                if cancelled is None or not cancelled():
-                    self._encode(*missing[index])
-
-            # Several tiles encode side by side, a thread each (`ddir_zoom.parallel`): faster
-            # than each on every thread; a single tile uses every thread.
-            run_pieces(encode, len(missing), self.device)
+            self._encode_tiles([(ty, tx) for ty in range(ty0, ty1) for tx in range(tx0, tx1)
+                                if self._tile_key(ty, tx) not in self.cache], cancelled)
         return cancelled is None or not cancelled()
+
+    def _encode_tiles(self, tiles: list[tuple[int, int]],
+                      cancelled: Callable[[], bool] | None = None
+                      ) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
+        """Encode feature tiles (ty, tx) side by side, a thread each (`ddir_zoom.parallel`):
+        faster than each on every thread; a single tile uses every thread. Tiles not started
+        when `cancelled` says so are skipped. Returns the features of those encoded."""
+        encoded = {}
+
+        def encode(index: int) -> None:
+            if cancelled is None or not cancelled():
+                encoded[tiles[index]] = self._encode(*tiles[index])
+
+        run_pieces(encode, len(tiles), self.device)
+        return encoded
 
     def grids(self, y0: int, x0: int, y1: int, x1: int) -> dict[str, LatentGrid]:
         """Projections covering LR pixels [y0, y1) x [x0, x1) (clipped to the photo), one
@@ -197,22 +204,18 @@ class FeatureTiles:
             blocks = {(by, bx): self.projections.get((self.key, "projection", by, bx))
                       for by in range(by0, by1) for bx in range(bx0, bx1)}
             missing = [key for key, block in blocks.items() if block is None]
-            # The feature tiles under the missing blocks, each encoded once (side by side,
-            # `ddir_zoom.parallel`) and held here, so that a tight cache cannot evict one
-            # before its blocks are projected.
+            # The feature tiles under the missing blocks, each encoded once and held here, so
+            # that a tight cache cannot evict one before its blocks are projected.
             features = {tile: self.cache.get(self._tile_key(*tile))
                         for tile in {self._tile_of_block(*key) for key in missing}}
-            absent = [tile for tile, value in features.items() if value is None]
-
-            def encode(index: int) -> None:
-                features[absent[index]] = self._encode(*absent[index])
+            features.update(self._encode_tiles(
+                [tile for tile, value in features.items() if value is None]))
 
             def project(index: int) -> None:
                 key = missing[index]
                 blocks[key] = self._project(*key, features[self._tile_of_block(*key)])
 
-            run_pieces(encode, len(absent), self.device)
-            run_pieces(project, len(missing), self.device)
+            run_pieces(project, len(missing), self.device)  # side by side too
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
             return {k: LatentGrid(v, (by0 * b, bx0 * b)) for k, v in blocks[(by0, bx0)].items()}

@@ -179,8 +179,9 @@ class NeuralMethod:
         lr = to_tensor(self.rgb[ey0:ey1, ex0:ex1], self.device)
         valid = tone_anchor.sampled((ey0, ex0), (ey1 - ey0, ex1 - ex0), self.device)
         ty0, tx0 = (ey0 // t) * t, (ex0 // t) * t
-        tiles = [(ty, tx) for ty in range(ey0 // t, (ey1 - 1) // t + 1)
-                 for tx in range(ex0 // t, (ex1 - 1) // t + 1)]
+        tile_rows = range(ey0 // t, (ey1 - 1) // t + 1)
+        tile_cols = range(ex0 // t, (ex1 - 1) // t + 1)
+        tiles = [(ty, tx) for ty in tile_rows for tx in tile_cols]
         fields = {}
         for reference in references:
             # In the engine's byte-bounded anchor cache: a tile evicted is measured again,
@@ -195,8 +196,8 @@ class NeuralMethod:
                                                                      appearance), strict=True):
                     d[tile] = {"d": value}
                     self.anchor_cache.put((self.name, "tone-anchor", reference, *tile), d[tile])
-            rows = [torch.cat([d[(ty, tx)]["d"] for tx in range(ex0 // t, (ex1 - 1) // t + 1)],
-                              dim=3) for ty in range(ey0 // t, (ey1 - 1) // t + 1)]
+            rows = [torch.cat([d[(ty, tx)]["d"] for tx in tile_cols], dim=3)
+                    for ty in tile_rows]
             measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
             field = tone_anchor.correction(lr, measured, valid)
             fields[reference] = field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
