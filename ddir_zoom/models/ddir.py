@@ -37,16 +37,16 @@ class DDIR(ImplicitSR):
     def _decode(self, grids, nb: Neighbours, cells, appearance) -> dict[str, torch.Tensor]:
         if appearance is None:
             raise ValueError("DDIR needs the appearance embedding")
-        deformation, _ = self.decoders["deformation"].decode(
+        deformation = self.decoders["deformation"].decode(
             grids["deformation"], nb, cells, appearance.unsqueeze(1))
-        rgb, _ = self.decoders["sr"].decode(grids["sr"], nb, cells, deformation)
+        rgb = self.decoders["sr"].decode(grids["sr"], nb, cells, deformation)
         return {"rgb": rgb, "deformation": deformation}
 
     def _decode_plain(self, features, nb: Neighbours, cells, appearance
                       ) -> dict[str, torch.Tensor]:
         if appearance is None:
             raise ValueError("DDIR needs the appearance embedding")
-        deformation, _ = self.decoders["deformation"].decode_plain(
+        deformation = self.decoders["deformation"].decode_plain(
             features["deformation"], nb, cells, appearance.unsqueeze(1))
-        rgb, _ = self.decoders["sr"].decode_plain(features["sr"], nb, cells, deformation)
+        rgb = self.decoders["sr"].decode_plain(features["sr"], nb, cells, deformation)
         return {"rgb": rgb, "deformation": deformation}

@@ -148,12 +148,9 @@ class LocalImplicitDecoder(nn.Module):
         nb: Neighbours,
         cells: torch.Tensor,
         extra: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """Fast path. cells (B, N, 2) in LR pixels; extra (B, N, E) per query, or (B, 1, E) per
-        image (DDIR's appearance embedding).
-
-        Returns (blended (B, N, out), per-neighbour predictions (4, B, N, out)).
-        """
+        image (DDIR's appearance embedding). Returns the blended prediction (B, N, out)."""
         values = grid.values
         batch, rows, cols, width = values.shape
         n = cells.shape[1]
@@ -198,9 +195,17 @@ class LocalImplicitDecoder(nn.Module):
         else:
             for layer in linears[1:-1]:
                 x = torch.relu_(torch.addmm(layer.bias, x, layer.weight.t()))
+        # The last layer is affine and the ensemble weights sum to 1, so the 4 predictions
+        # blended, sum_i w_i (A x_i + b), equal A (sum_i w_i x_i) + b up to rounding: blend the
+        # hidden activations first and apply the last layer once per query, not per neighbour
+        # (a chunk of the student decodes about 8% faster).
+        x = x.view(4, batch * n, -1)
+        weights = nb.weights.reshape(4, batch * n, 1)
+        blended = x[0] * weights[0]
+        for k in range(1, 4):
+            blended.addcmul_(x[k], weights[k])
         last = linears[-1]
-        preds = torch.addmm(last.bias, x, last.weight.t()).view(4, batch, n, self.out_dim)
-        return (preds * nb.weights.unsqueeze(-1)).sum(0), preds
+        return torch.addmm(last.bias, blended, last.weight.t()).view(batch, n, self.out_dim)
 
     def decode_plain(
         self,
@@ -208,8 +213,9 @@ class LocalImplicitDecoder(nn.Module):
         nb: Neighbours,
         cells: torch.Tensor,
         extra: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference path over whole-image features (B, C, h, w); same contract as `decode`.
+    ) -> torch.Tensor:
+        """Reference path over whole-image features (B, C, h, w); same contract as `decode`:
+        the MLP run whole for each neighbour, then the 4 predictions blended.
 
         Gathers each neighbour's 3x3 neighbourhood per query rather than unfolding the whole
         feature map, so memory grows with the number of queries, not 9x the image.
@@ -234,21 +240,21 @@ class LocalImplicitDecoder(nn.Module):
             latent = torch.stack(taps, dim=-1).reshape(batch, n, channels * 9)
             parts = [latent, nb.rel[k], rel_cell] + ([extra] if self.extra_dim else [])
             preds.append(self.mlp(torch.cat(parts, dim=-1)))
-        stacked = torch.stack(preds)
-        return (stacked * nb.weights.unsqueeze(-1)).sum(0), stacked
+        return (torch.stack(preds) * nb.weights.unsqueeze(-1)).sum(0)
 
     # --- cost model -----------------------------------------------------------------------------
     def flops_per_query(self, fast: bool) -> int:
-        """FLOPs (2 x multiply-adds) of one query: 4 neighbour evaluations."""
+        """FLOPs (2 x multiply-adds) of one query: 4 neighbour evaluations, blended."""
         dims = [9 * self.feat_dim + 4 + self.extra_dim, *self.hidden, self.out_dim]
-        layers = sum(a * b for a, b in itertools.pairwise(dims))
-        if fast:
-            # The first layer's feature part is done by `project`; cell and extra terms are
-            # shared by the 4 neighbours.
-            shared = (2 + self.extra_dim) * self.hidden[0]
-            layers -= dims[0] * self.hidden[0]
-            return 2 * (4 * (layers + 2 * self.hidden[0]) + shared)
-        return 2 * 4 * layers
+        if not fast:
+            return 2 * 4 * sum(a * b for a, b in itertools.pairwise(dims))
+        # The first layer's feature part is done by `project`; cell and extra terms are shared
+        # by the 4 neighbours; the hidden activations are blended (4 x width) before the last
+        # layer, which runs once.
+        hidden = sum(a * b for a, b in itertools.pairwise(self.hidden))
+        shared = (2 + self.extra_dim) * self.hidden[0]
+        last = 4 * self.hidden[-1] + self.hidden[-1] * self.out_dim
+        return 2 * (4 * (hidden + 2 * self.hidden[0]) + shared + last)
 
     def flops_per_projection(self) -> int:
         """FLOPs of `project` at one LR position."""

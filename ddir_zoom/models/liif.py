@@ -23,10 +23,10 @@ class LIIF(ImplicitSR):
         self.decoders["sr"] = LocalImplicitDecoder(self.feat_dim, 0, hidden)
 
     def _decode(self, grids, nb: Neighbours, cells, appearance) -> dict[str, torch.Tensor]:
-        rgb, _ = self.decoders["sr"].decode(grids["sr"], nb, cells)
+        rgb = self.decoders["sr"].decode(grids["sr"], nb, cells)
         return {"rgb": rgb}
 
     def _decode_plain(self, features, nb: Neighbours, cells, appearance
                       ) -> dict[str, torch.Tensor]:
-        rgb, _ = self.decoders["sr"].decode_plain(features["sr"], nb, cells)
+        rgb = self.decoders["sr"].decode_plain(features["sr"], nb, cells)
         return {"rgb": rgb}
