@@ -197,6 +197,74 @@ def test_projection_blocks_equal_whole_image_projections(rng):
         FeatureTiles(model, rgb, torch.device("cpu"), cache, key="m", tile=128, block=48)
 
 
+def test_strips_of_grazed_tiles_equal_their_projections_and_are_not_cached(rng):
+    """With `parts`, a region that reads a few pixels of feature tiles not yet encoded takes
+    those strips' projections from features encoded for the strips alone: the same values as
+    the whole tiles' (and the whole image's), fewer tiles encoded, and nothing of the strips
+    cached. Without `parts`, or once the tiles are encoded, the whole blocks are used."""
+    torch.manual_seed(0)
+    model = make_preset("ddir", "compact").eval()
+    rgb = _photo(rng, 150, 200).rgb
+    with torch.no_grad():
+        whole = model.project(model.encode(torch.from_numpy(rgb).permute(2, 0, 1)[None]))
+
+    def fresh():
+        return FeatureTiles(model, rgb, torch.device("cpu"), ByteLRU(1 << 30, tensor_bytes),
+                            key="m", tile=64, projections=ByteLRU(1 << 30, tensor_bytes))
+
+    # Rows 10-66 and columns 60-131 of a 64-pixel tile grid: tile (0, 1) in full, and strips
+    # of (1, 0) (4 columns), (1, 1) (3 rows), (0, 2) (4 columns) and (1, 2) (3 x 4).
+    region = (10, 60, 67, 132)
+    hurried = fresh()
+    assert hurried.ensure(*region, parts=True) and hurried.tiles_encoded == 1
+    grids = hurried.grids(*region, parts=True)
+    assert hurried.tiles_encoded == 1
+    assert len(hurried.projections) == hurried.blocks_projected == 1  # only (0, 1)'s block
+    plain = fresh()
+    reference = plain.grids(*region)
+    assert plain.tiles_encoded == 6
+    for branch, grid in grids.items():
+        assert grid.origin == (10, 60)
+        expected = whole[branch][:, 10:67, 60:132]
+        assert (grid.values - expected).abs().max() < 1e-4
+        assert (grid.values - reference[branch].values).abs().max() < 1e-5
+    # A thick part is encoded whole even in a hurry; an encoded tile is used, not a strip.
+    assert not hurried._thin(1, 1, 10, 60, 69, 132)
+    hurried.ensure(0, 0, 150, 200)
+    again = hurried.grids(*region, parts=True)
+    assert hurried.blocks_projected == len(hurried.projections) == 6  # the 5 strips' blocks
+    for branch, grid in again.items():
+        assert (grid.values - reference[branch].values).abs().max() < 1e-5
+
+
+def test_first_tile_of_a_view_goes_in_a_hurry_and_equals_the_full_render(rng):
+    """The renderer asks for each view's first tile in a hurry (strips, not whole grazed
+    tiles) and for the others not; the refined view equals the full render either way."""
+    engine = _engine(rng, h=200, w=260)
+    hurries = []
+    real = engine.render_region
+
+    def spy(method, scale, offset, shape, cancelled=None, hurry=False):
+        hurries.append(hurry)
+        return real(method, scale, offset, shape, cancelled, hurry)
+
+    engine.render_region = spy
+    renderer, got = _renderer(engine)
+    try:
+        view = View.centred(3.0, (100, 130), (2 * TILE, 2 * TILE))
+        frame = renderer.request(view, "ddir")
+        assert got.done.wait(60) and not got.errors
+        assert hurries[0] and not any(hurries[1:]) and len(hurries) == frame.total
+        canvas = frame.image.copy()
+        for update in got.tiles:
+            y, x, h, w = update.rect
+            canvas[y:y + h, x:x + w] = update.pixels
+        full = to_uint8(real("ddir", view.scale, view.origin, view.size))
+        np.testing.assert_array_equal(canvas, full)
+    finally:
+        renderer.close()
+
+
 def test_appearance_embedding_exact_then_fixed_estimate(rng, monkeypatch):
     torch.manual_seed(0)
     model = make_model({"model": "ddir", **SMALL}).eval()
@@ -270,9 +338,9 @@ def test_edge_tiles_are_refined_as_far_as_shown_then_grown(rng):
     rendered = []
     real = engine.render_region
 
-    def spy(method, scale, offset, shape, cancelled=None):
+    def spy(method, scale, offset, shape, cancelled=None, hurry=False):
         rendered.append(shape[0] * shape[1])
-        return real(method, scale, offset, shape, cancelled)
+        return real(method, scale, offset, shape, cancelled, hurry)
 
     engine.render_region = spy
     renderer, got = _renderer(engine)
@@ -670,7 +738,7 @@ def test_model_work_takes_turns_across_threads(rng):
     class Recording:
         name = "recording"
 
-        def render(self, scale, offset, shape, cancelled=None):
+        def render(self, scale, offset, shape, cancelled=None, hurry=False):
             with lock:
                 state["inside"] += 1
                 state["most"] = max(state["most"], state["inside"])

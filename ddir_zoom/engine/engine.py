@@ -139,11 +139,14 @@ class Engine:
 
     def render_region(self, method: str, scale: float | tuple[float, float],
                       offset: tuple[float, float], shape: tuple[int, int],
-                      cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+                      cancelled: Callable[[], bool] | None = None, hurry: bool = False
+                      ) -> np.ndarray:
         """Pixels [oy, oy + h) x [ox, ox + w) of the photo rendered at `scale` with `method`:
-        float32 (h, w, 3) in [0, 1]. Pixels past the photo's edge repeat its border."""
+        float32 (h, w, 3) in [0, 1]. Pixels past the photo's edge repeat its border. `hurry`:
+        wanted as soon as possible, at some extra work (`RenderMethod.render`)."""
         with COMPUTE:  # one tile at a time in the process (see ddir_zoom.threads)
-            return self.method(method).render(as_scale(scale), offset, shape, cancelled)
+            return self.method(method).render(as_scale(scale), offset, shape, cancelled,
+                                              hurry)
 
     def render_alpha(self, scale: float | tuple[float, float], offset: tuple[float, float],
                      shape: tuple[int, int]) -> np.ndarray | None:

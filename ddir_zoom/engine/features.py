@@ -54,6 +54,14 @@ def feature_bytes_per_pixel(model: ImplicitSR) -> int:
 
 PROJECTION_BLOCK = 64
 """LR pixels per side of a projection block (it divides the feature tile sizes 128 and 192)."""
+THIN_PART = 4
+"""With `parts`, an uncached feature tile of which a request reads at most this many LR pixels
+across (in either direction) is not encoded: the projections of that strip are computed from
+features encoded for the strip alone. The tone anchor's one-pixel ring around its tiles and a
+render's ensemble ring cross into the next feature tile this way: encoding that whole tile for
+it made the first refined tile of a view at x4 wait for four tiles instead of one. A strip
+costs more per pixel (its own encoder halo) and is not cached, so only a caller in a hurry
+(the first tile of a view) asks for it."""
 
 
 class FeatureTiles:
@@ -164,14 +172,25 @@ class FeatureTiles:
                 min(math.ceil(self.size[0] / t), (y1 - 1) // t + 1),
                 min(math.ceil(self.size[1] / t), (x1 - 1) // t + 1))
 
+    def _thin(self, ty: int, tx: int, y0: int, x0: int, y1: int, x1: int) -> bool:
+        """Whether LR pixels [y0, y1) x [x0, x1) read at most THIN_PART pixels across of
+        feature tile (ty, tx)."""
+        t = self.tile
+        rows = min(y1, (ty + 1) * t) - max(y0, ty * t)
+        cols = min(x1, (tx + 1) * t) - max(x0, tx * t)
+        return min(rows, cols) <= THIN_PART
+
     def ensure(self, y0: int, x0: int, y1: int, x1: int,
-               cancelled: Callable[[], bool] | None = None) -> bool:
-        """Encode the missing feature tiles that cover LR pixels [y0, y1) x [x0, x1). Returns
-        False if `cancelled` said so between tiles."""
+               cancelled: Callable[[], bool] | None = None, parts: bool = False) -> bool:
+        """Encode the missing feature tiles that cover LR pixels [y0, y1) x [x0, x1), except,
+        with `parts`, those it only grazes (see THIN_PART). Returns False if `cancelled` said
+        so between tiles."""
         ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1, self.tile)
         with self._lock:
             self._encode_tiles([(ty, tx) for ty in range(ty0, ty1) for tx in range(tx0, tx1)
-                                if self._tile_key(ty, tx) not in self.cache], cancelled)
+                                if self._tile_key(ty, tx) not in self.cache
+                                and not (parts and self._thin(ty, tx, y0, x0, y1, x1))],
+                               cancelled)
         return cancelled is None or not cancelled()
 
     def _encode_tiles(self, tiles: list[tuple[int, int]],
@@ -189,45 +208,99 @@ class FeatureTiles:
         run_pieces(encode, len(tiles), self.device)
         return encoded
 
-    def grids(self, y0: int, x0: int, y1: int, x1: int) -> dict[str, LatentGrid]:
+    def _project_part(self, y0: int, x0: int, y1: int, x1: int) -> dict[str, torch.Tensor]:
+        """Projections over LR pixels [y0, y1) x [x0, x1), from features encoded for them and
+        their ring alone (with the halo's context, as `_encode`), not cached: a strip of a
+        feature tile that is not encoded (see THIN_PART)."""
+        h, w = self.size
+        fy0, fx0, fy1, fx1 = max(0, y0 - 1), max(0, x0 - 1), min(h, y1 + 1), min(w, x1 + 1)
+        context = self.halo - 1
+        top, left = max(0, fy0 - context), max(0, fx0 - context)
+        bottom, right = min(h, fy1 + context), min(w, fx1 + context)
+        with torch.inference_mode():
+            features = self.model.encode(to_tensor(self.rgb[top:bottom, left:right],
+                                                   self.device))
+            ring = {branch: f[:, :, fy0 - top:fy1 - top, fx0 - left:fx1 - left]
+                    for branch, f in features.items()}
+            projected = self.model.project(ring)
+        return {branch: p[:, y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0].contiguous()
+                for branch, p in projected.items()}
+
+    def grids(self, y0: int, x0: int, y1: int, x1: int, parts: bool = False
+              ) -> dict[str, LatentGrid]:
         """Projections covering LR pixels [y0, y1) x [x0, x1) (clipped to the photo), one
         LatentGrid per branch: the block itself when one block holds the region, else the
         region cut from its blocks. Blocks and tiles not in the caches are computed and used
         directly, so the result is right even when the caches cannot hold them all; a block's
         values are always computed from the same features the same way, so they do not depend
-        on what was cached."""
+        on what was cached. With `parts`, the strips of feature tiles that the region only
+        grazes and that are not encoded are computed alone (see THIN_PART)."""
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)
         b = self.block
         by0, bx0, by1, bx1 = self._tile_range(y0, x0, y1, x1, b)
+
+        def needed(by: int, bx: int) -> tuple[int, int, int, int]:
+            """What the region reads of block (by, bx)."""
+            return (max(y0, by * b), max(x0, bx * b), min(y1, (by + 1) * b),
+                    min(x1, (bx + 1) * b))
+
         with self._lock:
-            blocks = {(by, bx): self.projections.get((self.key, "projection", by, bx))
-                      for by in range(by0, by1) for bx in range(bx0, bx1)}
+            # (by, bx) -> (projections, their LR origin): the whole block, or with `parts` the
+            # strip of its feature tile that the region reads.
+            blocks = {}
+            for by in range(by0, by1):
+                for bx in range(bx0, bx1):
+                    block = self.projections.get((self.key, "projection", by, bx))
+                    blocks[(by, bx)] = None if block is None else (block, (by * b, bx * b))
             missing = [key for key, block in blocks.items() if block is None]
             # The feature tiles under the missing blocks, each encoded once and held here, so
             # that a tight cache cannot evict one before its blocks are projected.
             features = {tile: self.cache.get(self._tile_key(*tile))
                         for tile in {self._tile_of_block(*key) for key in missing}}
+            strips = {tile for tile, value in features.items() if value is None and parts
+                      and self._thin(*tile, y0, x0, y1, x1)}
             features.update(self._encode_tiles(
-                [tile for tile, value in features.items() if value is None]))
+                [tile for tile, value in features.items() if value is None
+                 and tile not in strips]))
+
+            # A strip is computed once per feature tile, for all of its blocks the region reads.
+            t = self.tile
+
+            def strip(ty: int, tx: int) -> tuple[int, int, int, int]:
+                return (max(y0, ty * t), max(x0, tx * t), min(y1, (ty + 1) * t),
+                        min(x1, (tx + 1) * t))
+
+            work = [key for key in missing if self._tile_of_block(*key) not in strips]
+            work += [strip(*tile) for tile in strips]
+            done = {}
 
             def project(index: int) -> None:
-                key = missing[index]
-                blocks[key] = self._project(*key, features[self._tile_of_block(*key)])
+                key = work[index]
+                if len(key) == 2:  # a block
+                    done[key] = (self._project(*key, features[self._tile_of_block(*key)]),
+                                 (key[0] * b, key[1] * b))
+                else:  # a strip
+                    done[key] = (self._project_part(*key), key[:2])
 
-            run_pieces(project, len(missing), self.device)  # side by side too
+            run_pieces(project, len(work), self.device)  # side by side too
+            for key in missing:
+                tile = self._tile_of_block(*key)
+                blocks[key] = done[strip(*tile) if tile in strips else key]
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
-            return {k: LatentGrid(v, (by0 * b, bx0 * b)) for k, v in blocks[(by0, bx0)].items()}
+            values, origin = blocks[(by0, bx0)]
+            return {k: LatentGrid(v, origin) for k, v in values.items()}
         grids = {}
-        for branch in blocks[(by0, bx0)]:
+        for branch in blocks[(by0, bx0)][0]:
             rows = []
             for by in range(by0, by1):
-                r0, r1 = max(y0, by * b) - by * b, min(y1, (by + 1) * b) - by * b
-                rows.append(torch.cat([
-                    blocks[(by, bx)][branch][:, r0:r1, max(x0, bx * b) - bx * b:
-                                             min(x1, (bx + 1) * b) - bx * b]
-                    for bx in range(bx0, bx1)], dim=2))
+                row = []
+                for bx in range(bx0, bx1):
+                    values, (oy, ox) = blocks[(by, bx)]
+                    ny0, nx0, ny1, nx1 = needed(by, bx)
+                    row.append(values[branch][:, ny0 - oy:ny1 - oy, nx0 - ox:nx1 - ox])
+                rows.append(torch.cat(row, dim=2))
             grids[branch] = LatentGrid(torch.cat(rows, dim=1), (y0, x0))
         return grids
 

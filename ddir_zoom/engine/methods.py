@@ -44,8 +44,10 @@ class RenderMethod(Protocol):
     name: str
 
     def render(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
-               cancelled: Callable[[], bool] | None = None) -> np.ndarray:
-        """float32 (h, w, 3) in [0, 1]."""
+               cancelled: Callable[[], bool] | None = None, hurry: bool = False
+               ) -> np.ndarray:
+        """float32 (h, w, 3) in [0, 1]. `hurry`: these pixels are wanted as soon as possible
+        (a view's first tile), even at some extra work in total; the pixels are the same."""
         ...
 
 
@@ -63,7 +65,8 @@ class BicubicMethod:
         self.rgb = rgb
 
     def render(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
-               cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+               cancelled: Callable[[], bool] | None = None, hurry: bool = False
+               ) -> np.ndarray:
         if max(scale) <= 1.0:
             return downscale(self.rgb, scale, offset, shape)
         return np.clip(resample_region(self.rgb, scale, offset, shape, "bicubic"), 0.0, 1.0)
@@ -122,12 +125,15 @@ class NeuralMethod:
         _ = self.appearance
 
     def render(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
-               cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+               cancelled: Callable[[], bool] | None = None, hurry: bool = False
+               ) -> np.ndarray:
+        """`hurry`: feature tiles the render only grazes are not encoded for it (the strips
+        it reads are: `features.THIN_PART`)."""
         if max(scale) <= 1.0:
             return downscale(self.rgb, scale, offset, shape)
         appearance = self.appearance
         return self._with_oom_fallback(
-            lambda: self._decode(scale, offset, shape, appearance, cancelled))
+            lambda: self._decode(scale, offset, shape, appearance, cancelled, hurry))
 
     def lr_region(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int]
                   ) -> tuple[int, int, int, int]:
@@ -144,27 +150,31 @@ class NeuralMethod:
                 min(w, int(np.floor(x_last + 0.5 + 1e-5)) + 1))
 
     def _decode(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
-                appearance: torch.Tensor | None, cancelled: Callable[[], bool] | None
-                ) -> np.ndarray:
+                appearance: torch.Tensor | None, cancelled: Callable[[], bool] | None,
+                hurry: bool = False) -> np.ndarray:
         region = self.lr_region(scale, offset, shape)
         # Decoding and encoding several tiles spread over the cores in pieces; the rest is
         # small operations, faster on one thread (`ddir_zoom.parallel`).
         with one_thread():
-            if not self.features.ensure(*region, cancelled=cancelled):
+            # The anchor first: it reads the widest area (the region and RADIUS pixels around
+            # it), so in a hurry the feature tiles the region only grazes, and the anchor
+            # reads further into, are encoded whole once, not as strips first.
+            if self.model.tone_anchor:
+                references = [reference for reference, _ in tone_anchor.references(scale)]
+                fields = self._anchor_fields(region, references, appearance, cancelled, hurry)
+            if not self.features.ensure(*region, cancelled=cancelled, parts=hurry):
                 raise Cancelled
-            grids = self.features.grids(*region)
+            grids = self.features.grids(*region, parts=hurry)
             coords, cells = upscale_queries(scale, shape, offset, device=self.device)
             rgb = self.model.query(grids, coords[None], cells[None].float(),
                                    self.features.size, appearance, chunk=self.chunk)
             if self.model.tone_anchor:
-                references = [reference for reference, _ in tone_anchor.references(scale)]
-                fields = self._anchor_fields(region, references, appearance, cancelled)
                 rgb = tone_anchor.apply_grid(rgb, *grid_axes(scale, shape, offset, self.device),
                                              tone_anchor.blend(fields, scale), region[:2])
             return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
 
     def _anchor_fields(self, region: tuple[int, int, int, int], references: list[float],
-                       appearance, cancelled: Callable[[], bool] | None
+                       appearance, cancelled: Callable[[], bool] | None, hurry: bool = False
                        ) -> dict[float, torch.Tensor]:
         """The tone anchor's corrections c_r at each `reference` scale over LR pixels `region`
         (y0, x0, y1, x1): the low-pass of d_r over the region and RADIUS pixels around it
@@ -192,8 +202,8 @@ class NeuralMethod:
             if missing:
                 if cancelled is not None and cancelled():
                     raise Cancelled
-                for tile, value in zip(missing, self._measure_tiles(missing, reference,
-                                                                     appearance), strict=True):
+                values = self._measure_tiles(missing, reference, appearance, hurry)
+                for tile, value in zip(missing, values, strict=True):
                     d[tile] = {"d": value}
                     self.anchor_cache.put((self.name, "tone-anchor", reference, *tile), d[tile])
             rows = [torch.cat([d[(ty, tx)]["d"] for tx in tile_cols], dim=3)
@@ -203,10 +213,11 @@ class NeuralMethod:
             fields[reference] = field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
         return fields
 
-    def _measure_tiles(self, tiles: list[tuple[int, int]], reference: float, appearance
-                       ) -> list[torch.Tensor]:
+    def _measure_tiles(self, tiles: list[tuple[int, int]], reference: float, appearance,
+                       hurry: bool = False) -> list[torch.Tensor]:
         """d_r over anchor tiles (ty, tx), in one query: each reads the latents one pixel
-        around it, no more, so measuring them together gives each its own values."""
+        around it, no more, so measuring them together gives each its own values. That ring
+        often crosses into the next feature tile: in a `hurry`, only its strip is encoded."""
         t = ANCHOR_TILE
         h, w = self.rgb.shape[:2]
         rects = []
@@ -216,9 +227,8 @@ class NeuralMethod:
         around = (max(0, min(r[0][0] for r in rects) - 1), max(0, min(r[0][1] for r in rects) - 1),
                   min(h, max(r[0][0] + r[1][0] for r in rects) + 1),
                   min(w, max(r[0][1] + r[1][1] for r in rects) + 1))
-        self.features.ensure(*around)
-        return tone_anchor.measure_tiles(self.model, self.features.grids(*around), rects,
-                                         (h, w), appearance, reference)
+        grids = self.features.grids(*around, parts=hurry)
+        return tone_anchor.measure_tiles(self.model, grids, rects, (h, w), appearance, reference)
 
     def _with_oom_fallback(self, work: Callable[[], object]):
         while True:

@@ -94,6 +94,7 @@ class _Job:
     pending: list[tuple[str, tuple[int, int]]]  # (method or its first pass, tile), in order
     done: int
     total: int
+    started: bool = False  # a tile of it was rendered (the first goes in a hurry)
 
 
 @dataclass(frozen=True)
@@ -380,8 +381,11 @@ class ProgressiveRenderer:
         rect = shown if (method, scale, tile) not in self.tiles else tile_rect(
             tile, self.engine.size, scale)
         y, x, h, w = rect
+        # The view's first tile is what the user waits for: it encodes no feature tile it only
+        # grazes (`features.THIN_PART`); the tiles after it encode them whole, as they need.
+        hurry, job.started = not job.started, True
         rendered = _Rendered(rect, to_uint8(
-            self.engine.render_region(method, scale, (y, x), (h, w), cancelled)))
+            self.engine.render_region(method, scale, (y, x), (h, w), cancelled, hurry)))
         self.tiles.put((method, scale, tile), rendered)
         with self._cond:
             if cancelled():
