@@ -64,6 +64,14 @@ costs more per pixel (its own encoder halo) and is not cached, so only a caller 
 (the first tile of a view) asks for it."""
 
 
+def _overlap(iy: int, ix: int, side: int, y0: int, x0: int, y1: int, x1: int
+             ) -> tuple[int, int, int, int]:
+    """The part (y0, x0, y1, x1) of LR pixels [y0, y1) x [x0, x1) in square (iy, ix) of a grid
+    of `side` pixels (a feature tile or a projection block)."""
+    return (max(y0, iy * side), max(x0, ix * side), min(y1, (iy + 1) * side),
+            min(x1, (ix + 1) * side))
+
+
 class FeatureTiles:
     """Encoder features of one model over one photo, encoded tile by tile on demand, and the
     decoders' first-layer projections of them, computed block by block on demand.
@@ -175,10 +183,8 @@ class FeatureTiles:
     def _thin(self, ty: int, tx: int, y0: int, x0: int, y1: int, x1: int) -> bool:
         """Whether LR pixels [y0, y1) x [x0, x1) read at most THIN_PART pixels across of
         feature tile (ty, tx)."""
-        t = self.tile
-        rows = min(y1, (ty + 1) * t) - max(y0, ty * t)
-        cols = min(x1, (tx + 1) * t) - max(x0, tx * t)
-        return min(rows, cols) <= THIN_PART
+        top, left, bottom, right = _overlap(ty, tx, self.tile, y0, x0, y1, x1)
+        return min(bottom - top, right - left) <= THIN_PART
 
     def ensure(self, y0: int, x0: int, y1: int, x1: int,
                cancelled: Callable[[], bool] | None = None, parts: bool = False) -> bool:
@@ -239,12 +245,6 @@ class FeatureTiles:
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)
         b = self.block
         by0, bx0, by1, bx1 = self._tile_range(y0, x0, y1, x1, b)
-
-        def needed(by: int, bx: int) -> tuple[int, int, int, int]:
-            """What the region reads of block (by, bx)."""
-            return (max(y0, by * b), max(x0, bx * b), min(y1, (by + 1) * b),
-                    min(x1, (bx + 1) * b))
-
         with self._lock:
             # (by, bx) -> (projections, their LR origin): the whole block, or with `parts` the
             # strip of its feature tile that the region reads.
@@ -258,35 +258,31 @@ class FeatureTiles:
             # that a tight cache cannot evict one before its blocks are projected.
             features = {tile: self.cache.get(self._tile_key(*tile))
                         for tile in {self._tile_of_block(*key) for key in missing}}
-            strips = {tile for tile, value in features.items() if value is None and parts
-                      and self._thin(*tile, y0, x0, y1, x1)}
+            # With `parts`, a grazed tile that is not encoded -> the part of it the region reads.
+            strips = {tile: _overlap(*tile, self.tile, y0, x0, y1, x1)
+                      for tile, value in features.items()
+                      if value is None and parts and self._thin(*tile, y0, x0, y1, x1)}
             features.update(self._encode_tiles(
                 [tile for tile, value in features.items() if value is None
                  and tile not in strips]))
 
             # A strip is computed once per feature tile, for all of its blocks the region reads.
-            t = self.tile
-
-            def strip(ty: int, tx: int) -> tuple[int, int, int, int]:
-                return (max(y0, ty * t), max(x0, tx * t), min(y1, (ty + 1) * t),
-                        min(x1, (tx + 1) * t))
-
-            work = [key for key in missing if self._tile_of_block(*key) not in strips]
-            work += [strip(*tile) for tile in strips]
+            whole = [key for key in missing if self._tile_of_block(*key) not in strips]
+            strip_parts = list(strips.values())
             done = {}
 
             def project(index: int) -> None:
-                key = work[index]
-                if len(key) == 2:  # a block
+                if index < len(whole):
+                    key = whole[index]
                     done[key] = (self._project(*key, features[self._tile_of_block(*key)]),
                                  (key[0] * b, key[1] * b))
-                else:  # a strip
-                    done[key] = (self._project_part(*key), key[:2])
+                else:
+                    part = strip_parts[index - len(whole)]
+                    done[part] = (self._project_part(*part), part[:2])
 
-            run_pieces(project, len(work), self.device)  # side by side too
-            for key in missing:
-                tile = self._tile_of_block(*key)
-                blocks[key] = done[strip(*tile) if tile in strips else key]
+            run_pieces(project, len(whole) + len(strip_parts), self.device)  # side by side too
+            for key in missing:  # a block's own projections, or its tile's strip
+                blocks[key] = done[strips.get(self._tile_of_block(*key), key)]
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
             values, origin = blocks[(by0, bx0)]
@@ -298,7 +294,7 @@ class FeatureTiles:
                 row = []
                 for bx in range(bx0, bx1):
                     values, (oy, ox) = blocks[(by, bx)]
-                    ny0, nx0, ny1, nx1 = needed(by, bx)
+                    ny0, nx0, ny1, nx1 = _overlap(by, bx, b, y0, x0, y1, x1)
                     row.append(values[branch][:, ny0 - oy:ny1 - oy, nx0 - ox:nx1 - ox])
                 rows.append(torch.cat(row, dim=2))
             grids[branch] = LatentGrid(torch.cat(rows, dim=1), (y0, x0))
