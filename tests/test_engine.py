@@ -16,6 +16,7 @@ from ddir_zoom.engine.features import FeatureTiles, appearance_embedding, tensor
 from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.engine.methods import Cancelled
 from ddir_zoom.engine.progressive import ProgressiveRenderer
+from ddir_zoom.engine.source import BACKGROUND, PREVIEW_TOLERANCE, sample_view
 from ddir_zoom.imaging import ImageSaveError, Photo, load_photo, to_uint8
 from ddir_zoom.models import LatentGrid, make_model, make_preset
 from ddir_zoom.models.precision import native_bfloat16
@@ -71,6 +72,46 @@ def test_visible_tiles_centre_first():
     assert len(set(tiles)) == len(tiles)
     assert visible_tiles(View.centred(1.0, (-500, -500), (50, 50)), (90, 120)) == []
     assert render_size((9, 13), 2.5) == (22, 32)
+
+
+def _bilinear(image, view, rect, step, start):
+    """Exact bilinear samples (float64, rounded) of what `sample_view` samples."""
+    y0, x0, y1, x1 = rect
+    h, w = image.shape[:2]
+    ys = np.clip(start[0] + (view.origin[0] + np.arange(y0, y1) + 0.5) * step[0] - 0.5, 0, h - 1)
+    xs = np.clip(start[1] + (view.origin[1] + np.arange(x0, x1) + 0.5) * step[1] - 0.5, 0, w - 1)
+    i0 = np.minimum(np.floor(ys).astype(int), h - 2)
+    j0 = np.minimum(np.floor(xs).astype(int), w - 2)
+    wy, wx = (ys - i0)[:, None, None], (xs - j0)[None, :, None]
+    c = image.astype(np.float64)
+    value = ((c[i0][:, j0] * (1 - wx) + c[i0][:, j0 + 1] * wx) * (1 - wy)
+             + (c[i0 + 1][:, j0] * (1 - wx) + c[i0 + 1][:, j0 + 1] * wx) * wy)
+    return np.floor(value + 0.5)
+
+
+@pytest.mark.parametrize("scale", [0.37, 0.7, 1.0, 1.01, 2.5, 4.0])
+def test_preview_samples_are_bilinear_within_their_tolerance(rng, scale):
+    """The immediate frame's sampler (OpenCV's fixed-point warp) against exact bilinear, on
+    noise (the worst case: the largest steps between neighbours), with the photo's border
+    repeated past its edge and the background outside the photo."""
+    image = rng.integers(0, 256, (150, 230, 3), dtype=np.uint8)
+    view = View(scale, (int(-13 * scale), int(41 * scale)), (97, 301))
+    step = (1 / scale, 1 / scale)
+    rect = (3, 0, 90, 290)  # the photo's part of the screen
+    frame = sample_view(image, view, rect, step, (0.25, -0.5))
+    expected = _bilinear(image, view, rect, step, (0.25, -0.5))
+    inside = frame[3:90, 0:290].astype(np.float64)
+    assert np.abs(inside - expected).max() <= PREVIEW_TOLERANCE
+    assert np.abs(inside - expected).mean() < 1.0
+    outside = np.ones(frame.shape[:2], bool)
+    outside[3:90, 0:290] = False
+    assert (frame[outside] == BACKGROUND).all()
+    # A smooth photo, as photos are, is sampled to within a level or two.
+    y, x = np.mgrid[0:150, 0:230]
+    smooth = (127.5 + 120 * np.sin(np.stack([x / 9, y / 7, (x + y) / 11], -1))).astype(np.uint8)
+    frame = sample_view(smooth, view, rect, step, (0.25, -0.5))
+    assert np.abs(frame[3:90, 0:290] - _bilinear(smooth, view, rect, step, (0.25, -0.5))
+                  ).max() <= 2
 
 
 # --- exact rendering ------------------------------------------------------------------------

@@ -3,15 +3,22 @@ levels for instant previews."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ddir_zoom.engine.view import View, render_size
 from ddir_zoom.imaging.io import Photo, to_uint8
 
 BACKGROUND = (40, 40, 40)
 """Colour of viewport pixels outside the photo."""
+PREVIEW_TOLERANCE = 9
+"""Levels of 255 a preview sample may differ from exact bilinear: positions rounded to 1/32
+pixel move a sample by at most 1/64 pixel along each axis, 255 / 64 levels each, and 1 more
+for rounding."""
+
+# The warp runs on the calling thread only: a frame is small, and the render worker's threads
+# may be busy (`ddir_zoom.threads`).
+cv2.setNumThreads(1)
 
 
 class PhotoSource:
@@ -65,34 +72,42 @@ def sample_view(image: np.ndarray, view: View, rect: tuple[int, int, int, int],
 
     Screen pixel (u, v) inside `rect` (y0, x0, y1, x1) samples the image position
     (start + (origin + v + 0.5) * step) along each axis, in image pixel units (pixel centres at
-    +0.5); pixels outside `rect` are BACKGROUND.
+    +0.5), past the image's edge its border pixels; pixels outside `rect` are BACKGROUND.
+
+    OpenCV's affine warp does it with SIMD fixed-point arithmetic: positions to 1/32 pixel, so
+    a sample is within PREVIEW_TOLERANCE levels of exact bilinear (tested), 3x faster than
+    torch's grid_sample here, and a zoom drag makes one of these per frame.
     """
     h, w = view.size
     y0, x0, y1, x1 = rect
-    out = torch.empty((h, w, 3), dtype=torch.uint8)
+    out = np.empty((h, w, 3), np.uint8)
     if (y0, x0, y1, x1) != (0, 0, h, w):
-        out[:] = torch.tensor(BACKGROUND, dtype=torch.uint8)
+        out[:] = BACKGROUND
     if y0 >= y1 or x0 >= x1:
-        return out.numpy()
-    ys = start[0] + (view.origin[0] + np.arange(y0, y1) + 0.5) * step[0]
-    xs = start[1] + (view.origin[1] + np.arange(x0, x1) + 0.5) * step[1]
-    # Only the part of the image under the view is converted and sampled.
-    top = min(image.shape[0] - 1, max(0, int(ys[0]) - 1))
-    bottom = max(top + 1, min(image.shape[0], int(np.ceil(ys[-1])) + 1))
-    left = min(image.shape[1] - 1, max(0, int(xs[0]) - 1))
-    right = max(left + 1, min(image.shape[1], int(np.ceil(xs[-1])) + 1))
-    # A channels-last view of the crop: grid_sample's fastest input on CPUs.
-    crop = torch.from_numpy(image[top:bottom, left:right]).float()[None].permute(0, 3, 1, 2)
-    grid = torch.empty((1, y1 - y0, x1 - x0, 2))
-    grid[..., 0] = torch.from_numpy(2 * (xs - left) / (right - left) - 1)
-    grid[..., 1] = torch.from_numpy(2 * (ys - top) / (bottom - top) - 1)[:, None]
-    sampled = F.grid_sample(crop, grid, mode="bilinear", padding_mode="border",
-                            align_corners=False)
-    # Bilinear weights are convex, so values stay in [0, 255]: adding 0.5 and truncating rounds.
-    # Converting planar and interleaving uint8 planes is twice as fast as one strided copy.
-    planes = sampled[0].add_(0.5).to(torch.uint8).numpy()
-    pixels = out.numpy()
-    region = pixels[y0:y1, x0:x1]
-    for channel in range(3):
-        region[..., channel] = planes[channel]
-    return pixels
+        return out
+    # Only the part of the image under the view is warped (OpenCV takes sides below 32767).
+    top, bottom = _span(start[0], step[0], view.origin[0] + y0, view.origin[0] + y1,
+                        image.shape[0])
+    left, right = _span(start[1], step[1], view.origin[1] + x0, view.origin[1] + x1,
+                        image.shape[1])
+    # Destination pixel (i, j) of the warp reads source (a + i * s) in OpenCV's convention,
+    # pixel centres at integers: ours shifted by -0.5.
+    ay = start[0] + (view.origin[0] + y0 + 0.5) * step[0] - 0.5 - top
+    ax = start[1] + (view.origin[1] + x0 + 0.5) * step[1] - 0.5 - left
+    inverse = np.array([[step[1], 0.0, ax], [0.0, step[0], ay]])
+    region = out[y0:y1, x0:x1]
+    warped = cv2.warpAffine(image[top:bottom, left:right], inverse, (x1 - x0, y1 - y0), dst=region,
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
+    if not np.shares_memory(warped, region):  # OpenCV wrote a new array, not into ours
+        region[:] = warped
+    return out
+
+
+def _span(start: float, step: float, first: int, stop: int, size: int) -> tuple[int, int]:
+    """[low, high) image pixels that the samples of screen pixels [first, stop) read (positions
+    start + (v + 0.5) * step, pixel centres at +0.5), one to spare each side, within the
+    image."""
+    low = min(size - 1, max(0, int(np.floor(start + (first + 0.5) * step)) - 1))
+    high = max(low + 1, min(size, int(np.ceil(start + (stop - 0.5) * step)) + 1))
+    return low, high
