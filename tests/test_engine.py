@@ -238,11 +238,12 @@ def test_projection_blocks_equal_whole_image_projections(rng):
         FeatureTiles(model, rgb, torch.device("cpu"), cache, key="m", tile=128, block=48)
 
 
-def test_strips_of_grazed_tiles_equal_their_projections_and_are_not_cached(rng):
-    """With `parts`, a region that reads a few pixels of feature tiles not yet encoded takes
-    those strips' projections from features encoded for the strips alone: the same values as
-    the whole tiles' (and the whole image's), fewer tiles encoded, and nothing of the strips
-    cached. Without `parts`, or once the tiles are encoded, the whole blocks are used."""
+def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
+    """With `parts`, a region over feature tiles not yet encoded takes its projections from
+    features encoded for what it reads alone, one part: the same values as the whole tiles'
+    (and the whole image's), no tile encoded, nothing cached. A later request of the same
+    hurry inside that part reuses it until `end_parts`; encoded tiles and cached blocks are
+    used as they are, and without `parts` tiles are encoded whole."""
     torch.manual_seed(0)
     model = make_preset("ddir", "compact").eval()
     rgb = _photo(rng, 150, 200).rgb
@@ -253,34 +254,47 @@ def test_strips_of_grazed_tiles_equal_their_projections_and_are_not_cached(rng):
         return FeatureTiles(model, rgb, torch.device("cpu"), ByteLRU(1 << 30, tensor_bytes),
                             key="m", tile=64, projections=ByteLRU(1 << 30, tensor_bytes))
 
-    # Rows 10-66 and columns 60-131 of a 64-pixel tile grid: tile (0, 1) in full, and strips
-    # of (1, 0) (4 columns), (1, 1) (3 rows), (0, 2) (4 columns) and (1, 2) (3 x 4).
+    # Rows 10-66 and columns 60-131 of a 64-pixel tile grid: six feature tiles.
     region = (10, 60, 67, 132)
     hurried = fresh()
-    assert hurried.ensure(*region, parts=True) and hurried.tiles_encoded == 1
+    assert hurried.ensure(*region, parts=True) and hurried.tiles_encoded == 0
     grids = hurried.grids(*region, parts=True)
-    assert hurried.tiles_encoded == 1
-    assert len(hurried.projections) == hurried.blocks_projected == 1  # only (0, 1)'s block
+    assert hurried.tiles_encoded == hurried.blocks_projected == 0
+    assert hurried.parts_projected == 1
+    assert len(hurried.cache) == len(hurried.projections) == 0
     plain = fresh()
     reference = plain.grids(*region)
-    assert plain.tiles_encoded == 6
+    assert plain.tiles_encoded == 6 and plain.parts_projected == 0
     for branch, grid in grids.items():
         assert grid.origin == (10, 60)
         expected = whole[branch][:, 10:67, 60:132]
         assert (grid.values - expected).abs().max() < 1e-4
         assert (grid.values - reference[branch].values).abs().max() < 1e-5
-    # A thick part is encoded whole even in a hurry; an encoded tile is used, not a strip.
-    assert not hurried._thin(1, 1, 10, 60, 69, 132)
+    # Inside the held part: cut from it, not computed again; outside it: a new part.
+    inner = hurried.grids(20, 70, 60, 120, parts=True)
+    assert hurried.parts_projected == 1
+    for branch, grid in inner.items():  # the grid may extend past the region
+        (oy, ox), values = grid.origin, grid.values
+        assert oy <= 20 and ox <= 70 and values.shape[1] >= 60 - oy and values.shape[2] >= 120 - ox
+        got = values[:, 20 - oy:60 - oy, 70 - ox:120 - ox]
+        assert (got - whole[branch][:, 20:60, 70:120]).abs().max() < 1e-4
+    hurried.grids(0, 0, 30, 30, parts=True)
+    assert hurried.parts_projected == 2
+    hurried.end_parts()
+    hurried.grids(0, 0, 30, 30, parts=True)
+    assert hurried.parts_projected == 3 and hurried.tiles_encoded == 0
+    # Encoded tiles and cached blocks are used as they are, in a hurry too.
     hurried.ensure(0, 0, 150, 200)
     again = hurried.grids(*region, parts=True)
-    assert hurried.blocks_projected == len(hurried.projections) == 6  # the 5 strips' blocks
+    assert hurried.parts_projected == 3
+    assert hurried.blocks_projected == len(hurried.projections) == 6
     for branch, grid in again.items():
         assert (grid.values - reference[branch].values).abs().max() < 1e-5
 
 
 def test_first_tile_of_a_view_goes_in_a_hurry_and_equals_the_full_render(rng):
-    """The renderer asks for each view's first tile in a hurry (strips, not whole grazed
-    tiles) and for the others not; the refined view equals the full render either way."""
+    """The renderer asks for each view's first tile in a hurry (a part, no tile encoded
+    whole) and for the others not; the refined view equals the full render either way."""
     engine = _engine(rng, h=200, w=260)
     hurries = []
     real = engine.render_region
@@ -304,6 +318,27 @@ def test_first_tile_of_a_view_goes_in_a_hurry_and_equals_the_full_render(rng):
         np.testing.assert_array_equal(canvas, full)
     finally:
         renderer.close()
+
+
+@pytest.mark.parametrize("scale", [1.5, 4.0])
+def test_a_hurried_render_with_the_tone_anchor_computes_one_part_and_equals_the_plain(rng,
+                                                                                      scale):
+    """In a hurry the tone anchor (at two reference scales) and the render's own region read
+    one part, computed once and dropped at the end; the pixels equal a render not in a hurry."""
+    torch.manual_seed(0)
+    model = make_model({"model": "ddir", **SMALL})
+    model.tone_anchor = True
+    engine = Engine(_photo(rng, 300, 400), device="cpu")
+    engine.add_model("ddir", model)
+    features = engine.methods["ddir"].features
+    offset, shape = (int(140 * scale), int(180 * scale)), (TILE, TILE)
+    hurried = engine.render_region("ddir", scale, offset, shape, hurry=True)
+    assert features.parts_projected == 1 and features.tiles_encoded == 0
+    assert features._part is None and len(features.cache) == 0
+    engine.clear_caches()
+    plain = engine.render_region("ddir", scale, offset, shape)
+    assert features.parts_projected == 1 and features.tiles_encoded > 0
+    np.testing.assert_allclose(hurried, plain, atol=1e-6)
 
 
 def test_appearance_embedding_exact_then_fixed_estimate(rng, monkeypatch):

@@ -54,14 +54,20 @@ def feature_bytes_per_pixel(model: ImplicitSR) -> int:
 
 PROJECTION_BLOCK = 64
 """LR pixels per side of a projection block (it divides the feature tile sizes 128 and 192)."""
-THIN_PART = 4
-"""With `parts`, an uncached feature tile of which a request reads at most this many LR pixels
-across (in either direction) is not encoded: the projections of that strip are computed from
-features encoded for the strip alone. The tone anchor's one-pixel ring around its tiles and a
-render's ensemble ring cross into the next feature tile this way: encoding that whole tile for
-it made the first refined tile of a view at x4 wait for four tiles instead of one. A strip
-costs more per pixel (its own encoder halo) and is not cached, so only a caller in a hurry
-(the first tile of a view) asks for it."""
+
+# A request in a hurry (`parts`: the first refined tile of a view, which the user waits for)
+# encodes no feature tile whole. What it reads of tiles not yet encoded is projected from
+# features encoded for that rectangle alone, one part for all of them: at x1.5 a first tile and
+# the tone anchor's margin read about a quarter of the four feature tiles under them, at x4 a
+# third of one. A part costs more per pixel (its own encoder halo) and is not cached (the tiles
+# after the first encode whole tiles, which later views reuse); it is held until `end_parts`, so
+# that the requests of the same hurry (the anchor at two reference scales, then the render's
+# smaller region) compute it once.
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    return (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2]
+            and inner[3] <= outer[3])
 
 
 def _overlap(iy: int, ix: int, side: int, y0: int, x0: int, y1: int, x1: int
@@ -102,6 +108,9 @@ class FeatureTiles:
         self._count_lock = threading.Lock()  # tiles and blocks are computed side by side
         self.tiles_encoded = 0  # for tests and benchmarks: how much encoding happened
         self.blocks_projected = 0  # and how much projecting
+        self.parts_projected = 0  # and how many parts in a hurry
+        # The latest part in a hurry: ((y0, x0, y1, x1), its projections), until `end_parts`.
+        self._part: tuple[tuple[int, int, int, int], dict[str, torch.Tensor]] | None = None
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -180,23 +189,17 @@ class FeatureTiles:
                 min(math.ceil(self.size[0] / t), (y1 - 1) // t + 1),
                 min(math.ceil(self.size[1] / t), (x1 - 1) // t + 1))
 
-    def _thin(self, ty: int, tx: int, y0: int, x0: int, y1: int, x1: int) -> bool:
-        """Whether LR pixels [y0, y1) x [x0, x1) read at most THIN_PART pixels across of
-        feature tile (ty, tx)."""
-        top, left, bottom, right = _overlap(ty, tx, self.tile, y0, x0, y1, x1)
-        return min(bottom - top, right - left) <= THIN_PART
-
     def ensure(self, y0: int, x0: int, y1: int, x1: int,
                cancelled: Callable[[], bool] | None = None, parts: bool = False) -> bool:
-        """Encode the missing feature tiles that cover LR pixels [y0, y1) x [x0, x1), except,
-        with `parts`, those it only grazes (see THIN_PART). Returns False if `cancelled` said
-        so between tiles."""
-        ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1, self.tile)
-        with self._lock:
-            self._encode_tiles([(ty, tx) for ty in range(ty0, ty1) for tx in range(tx0, tx1)
-                                if self._tile_key(ty, tx) not in self.cache
-                                and not (parts and self._thin(ty, tx, y0, x0, y1, x1))],
-                               cancelled)
+        """Encode the missing feature tiles that cover LR pixels [y0, y1) x [x0, x1); with
+        `parts` (a hurry), none: `grids` computes what it reads. Returns False if `cancelled`
+        said so between tiles."""
+        if not parts:
+            ty0, tx0, ty1, tx1 = self._tile_range(y0, x0, y1, x1, self.tile)
+            with self._lock:
+                self._encode_tiles([(ty, tx) for ty in range(ty0, ty1)
+                                    for tx in range(tx0, tx1)
+                                    if self._tile_key(ty, tx) not in self.cache], cancelled)
         return cancelled is None or not cancelled()
 
     def _encode_tiles(self, tiles: list[tuple[int, int]],
@@ -216,8 +219,8 @@ class FeatureTiles:
 
     def _project_part(self, y0: int, x0: int, y1: int, x1: int) -> dict[str, torch.Tensor]:
         """Projections over LR pixels [y0, y1) x [x0, x1), from features encoded for them and
-        their ring alone (with the halo's context, as `_encode`), not cached: a strip of a
-        feature tile that is not encoded (see THIN_PART)."""
+        their ring alone (with the halo's context, as `_encode`), not cached: a part in a
+        hurry (see `grids`)."""
         h, w = self.size
         fy0, fx0, fy1, fx1 = max(0, y0 - 1), max(0, x0 - 1), min(h, y1 + 1), min(w, x1 + 1)
         context = self.halo - 1
@@ -229,8 +232,15 @@ class FeatureTiles:
             ring = {branch: f[:, :, fy0 - top:fy1 - top, fx0 - left:fx1 - left]
                     for branch, f in features.items()}
             projected = self.model.project(ring)
+        with self._count_lock:
+            self.parts_projected += 1
         return {branch: p[:, y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0].contiguous()
                 for branch, p in projected.items()}
+
+    def end_parts(self) -> None:
+        """Drop the part held for a hurry (see `grids`)."""
+        with self._lock:
+            self._part = None
 
     def grids(self, y0: int, x0: int, y1: int, x1: int, parts: bool = False
               ) -> dict[str, LatentGrid]:
@@ -239,15 +249,17 @@ class FeatureTiles:
         region cut from its blocks. Blocks and tiles not in the caches are computed and used
         directly, so the result is right even when the caches cannot hold them all; a block's
         values are always computed from the same features the same way, so they do not depend
-        on what was cached. With `parts`, the strips of feature tiles that the region only
-        grazes and that are not encoded are computed alone (see THIN_PART)."""
+        on what was cached. With `parts` (a hurry), what the region reads of feature tiles
+        not encoded is one part, computed alone or taken from the part held since an earlier
+        request of the same hurry (see `end_parts`); the grid may then extend past the
+        region."""
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)
         b = self.block
         by0, bx0, by1, bx1 = self._tile_range(y0, x0, y1, x1, b)
         with self._lock:
-            # (by, bx) -> (projections, their LR origin): the whole block, or with `parts` the
-            # strip of its feature tile that the region reads.
+            # (by, bx) -> (projections, their LR origin): the whole block, or in a hurry the
+            # part that holds what the region reads of it.
             blocks = {}
             for by in range(by0, by1):
                 for bx in range(bx0, bx1):
@@ -258,17 +270,17 @@ class FeatureTiles:
             # that a tight cache cannot evict one before its blocks are projected.
             features = {tile: self.cache.get(self._tile_key(*tile))
                         for tile in {self._tile_of_block(*key) for key in missing}}
-            # With `parts`, a grazed tile that is not encoded -> the part of it the region reads.
-            strips = {tile: _overlap(*tile, self.tile, y0, x0, y1, x1)
-                      for tile, value in features.items()
-                      if value is None and parts and self._thin(*tile, y0, x0, y1, x1)}
-            features.update(self._encode_tiles(
-                [tile for tile, value in features.items() if value is None
-                 and tile not in strips]))
-
-            # A strip is computed once per feature tile, for all of its blocks the region reads.
-            whole = [key for key in missing if self._tile_of_block(*key) not in strips]
-            strip_parts = list(strips.values())
+            uncached = [tile for tile, value in features.items() if value is None]
+            part = None
+            if parts and uncached:
+                reads = [_overlap(*tile, self.tile, y0, x0, y1, x1) for tile in uncached]
+                rect = (min(r[0] for r in reads), min(r[1] for r in reads),
+                        max(r[2] for r in reads), max(r[3] for r in reads))
+                if self._part is not None and _contains(self._part[0], rect):
+                    part = self._part
+            elif uncached:
+                features.update(self._encode_tiles(uncached))
+            whole = [key for key in missing if features[self._tile_of_block(*key)] is not None]
             done = {}
 
             def project(index: int) -> None:
@@ -277,12 +289,15 @@ class FeatureTiles:
                     done[key] = (self._project(*key, features[self._tile_of_block(*key)]),
                                  (key[0] * b, key[1] * b))
                 else:
-                    part = strip_parts[index - len(whole)]
-                    done[part] = (self._project_part(*part), part[:2])
+                    done["part"] = (rect, self._project_part(*rect))
 
-            run_pieces(project, len(whole) + len(strip_parts), self.device)  # side by side too
-            for key in missing:  # a block's own projections, or its tile's strip
-                blocks[key] = done[strips.get(self._tile_of_block(*key), key)]
+            # Side by side; a part alone (a view's first tile, cold) uses every core.
+            needs_part = parts and uncached and part is None
+            run_pieces(project, len(whole) + bool(needs_part), self.device)
+            if needs_part:
+                part = self._part = done["part"]
+            for key in missing:
+                blocks[key] = done[key] if key in done else (part[1], part[0][:2])
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
             values, origin = blocks[(by0, bx0)]

@@ -8,8 +8,9 @@ to 1 on both axes every method is area averaging: there is nothing to super-reso
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -127,8 +128,8 @@ class NeuralMethod:
     def render(self, scale: Scale, offset: tuple[float, float], shape: tuple[int, int],
                cancelled: Callable[[], bool] | None = None, hurry: bool = False
                ) -> np.ndarray:
-        """`hurry`: feature tiles the render only grazes are not encoded for it (the strips
-        it reads are: `features.THIN_PART`)."""
+        """`hurry`: no feature tile is encoded whole for it, only what it reads (see
+        `features.FeatureTiles.grids`)."""
         if max(scale) <= 1.0:
             return downscale(self.rgb, scale, offset, shape)
         appearance = self.appearance
@@ -155,10 +156,9 @@ class NeuralMethod:
         region = self.lr_region(scale, offset, shape)
         # Decoding and encoding several tiles spread over the cores in pieces; the rest is
         # small operations, faster on one thread (`ddir_zoom.parallel`).
-        with one_thread():
+        with one_thread(), self._hurry(hurry):
             # The anchor first: it reads the widest area (the region and RADIUS pixels around
-            # it), so in a hurry the feature tiles the region only grazes, and the anchor
-            # reads further into, are encoded whole once, not as strips first.
+            # it), so in a hurry the region's part is cut from the anchor's, not computed again.
             if self.model.tone_anchor:
                 references = [reference for reference, _ in tone_anchor.references(scale)]
                 fields = self._anchor_fields(region, references, appearance, cancelled, hurry)
@@ -172,6 +172,15 @@ class NeuralMethod:
                 rgb = tone_anchor.apply_grid(rgb, *grid_axes(scale, shape, offset, self.device),
                                              tone_anchor.blend(fields, scale), region[:2])
             return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
+
+    @contextlib.contextmanager
+    def _hurry(self, hurry: bool) -> Iterator[None]:
+        """In a hurry, the feature part its requests share is dropped when the render ends."""
+        try:
+            yield
+        finally:
+            if hurry:
+                self.features.end_parts()
 
     def _anchor_fields(self, region: tuple[int, int, int, int], references: list[float],
                        appearance, cancelled: Callable[[], bool] | None, hurry: bool = False
@@ -217,7 +226,8 @@ class NeuralMethod:
                        hurry: bool = False) -> list[torch.Tensor]:
         """d_r over anchor tiles (ty, tx), in one query: each reads the latents one pixel
         around it, no more, so measuring them together gives each its own values. That ring
-        often crosses into the next feature tile: in a `hurry`, only its strip is encoded."""
+        often crosses into the next feature tile. In a `hurry`, no feature tile is encoded
+        whole (`features.FeatureTiles.grids`)."""
         t = ANCHOR_TILE
         h, w = self.rgb.shape[:2]
         rects = []

@@ -381,8 +381,9 @@ class ProgressiveRenderer:
         rect = shown if (method, scale, tile) not in self.tiles else tile_rect(
             tile, self.engine.size, scale)
         y, x, h, w = rect
-        # The view's first tile is what the user waits for: it encodes no feature tile it only
-        # grazes (`features.THIN_PART`); the tiles after it encode them whole, as they need.
+        # The view's first tile is what the user waits for: it encodes no feature tile whole,
+        # only what it reads (`features.FeatureTiles.grids`); the tiles after it encode whole
+        # tiles, which they and later views share.
         hurry, job.started = not job.started, True
         rendered = _Rendered(rect, to_uint8(
             self.engine.render_region(method, scale, (y, x), (h, w), cancelled, hurry)))
