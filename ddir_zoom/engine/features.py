@@ -281,7 +281,7 @@ class FeatureTiles:
             elif uncached:
                 features.update(self._encode_tiles(uncached))
             whole = [key for key in missing if features[self._tile_of_block(*key)] is not None]
-            done = {}
+            done, made = {}, []
 
             def project(index: int) -> None:
                 if index < len(whole):
@@ -289,14 +289,14 @@ class FeatureTiles:
                     done[key] = (self._project(*key, features[self._tile_of_block(*key)]),
                                  (key[0] * b, key[1] * b))
                 else:
-                    done["part"] = (rect, self._project_part(*rect))
+                    made.append((rect, self._project_part(*rect)))
 
             # Side by side; a part alone (a view's first tile, cold) uses every core.
-            needs_part = parts and uncached and part is None
-            run_pieces(project, len(whole) + bool(needs_part), self.device)
+            needs_part = bool(parts and uncached and part is None)
+            run_pieces(project, len(whole) + needs_part, self.device)
             if needs_part:
-                part = self._part = done["part"]
-            for key in missing:
+                part = self._part = made[0]
+            for key in missing:  # its block's projections, or the part's (values, origin)
                 blocks[key] = done[key] if key in done else (part[1], part[0][:2])
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
