@@ -7,6 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ddir_zoom.models import (
     LatentGrid,
+    implicit,
     make_model,
     make_preset,
     pick_device,
@@ -98,6 +99,32 @@ def _liif_reference(model, lr, hr_shape):
     total = torch.stack(areas).sum(0)
     weights = [areas[3], areas[2], areas[1], areas[0]]
     return sum(p * (a / total).unsqueeze(-1) for p, a in zip(preds, weights, strict=True))
+
+
+@pytest.mark.skipif(not implicit._fused_available(), reason="this torch has no oneDNN fused linear")
+def test_fused_hidden_layers_equal_addmm_in_inference_and_fall_back_for_training(monkeypatch):
+    """The fast path's hidden layers up to FUSED_MAX_WIDTH wide run as one oneDNN product with
+    bias and ReLU in inference: the same values as addmm then ReLU. Wider ones, and any that
+    autograd follows (training), take addmm."""
+    torch.manual_seed(0)
+    calls = []
+    real = torch.ops.mkldnn._linear_pointwise
+
+    def spy(*args):
+        calls.append(args[1].shape[0])
+        return real(*args)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
+    x = torch.relu(torch.randn(999, 64))
+    for width in (64, implicit.FUSED_MAX_WIDTH + 1):
+        layer = torch.nn.Linear(x.shape[1], width)
+        expected = torch.relu(torch.addmm(layer.bias, x, layer.weight.t()))
+        with torch.inference_mode():
+            got = implicit._linear_relu(x, layer)
+        trained = implicit._linear_relu(x, layer)  # grad enabled, weights require it
+        assert (got - expected).abs().max() < 1e-5
+        assert trained.requires_grad and (trained - expected).abs().max() < 1e-5
+    assert calls == [64]
 
 
 @pytest.mark.parametrize("scale", [2.0, 2.5])
