@@ -7,6 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ddir_zoom.models import (
     LatentGrid,
+    geometry,
     implicit,
     make_model,
     make_preset,
@@ -233,6 +234,39 @@ def test_chunked_query_equals_one_chunk():
     one = model.query(grids, coords, cells.float(), (12, 12), appearance, chunk=10**6)
     many = model.query(grids, coords, cells.float(), (12, 12), appearance, chunk=37)
     assert (one - many).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize(("scale", "shape", "offset"), [
+    (4.0, (16, 24), (0, 0)), (1.37, (9, 30), (5, 3)), ((2.3, 3.1), (7, 20), (40, 2)),
+    (2.0, (1, 50), (0, 0)), ((0.7, 5.5), (12, 9), (3, 60))])
+def test_grid_ensemble_equals_local_ensemble_bit_for_bit(scale, shape, offset):
+    """Including queries outside the image (clamped) and a grid offset into it."""
+    ys, xs = geometry.grid_axes(scale, shape, offset)
+    coords, _ = upscale_queries(scale, shape, offset)
+    a = implicit.local_ensemble(coords[None], (20, 30))
+    b = implicit.grid_ensemble(ys, xs, (20, 30))
+    for name in ("index_y", "index_x", "rel", "weights"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    origin = (int(a.index_y.min()), int(a.index_x.min()))
+    size = (20 - origin[0], 30 - origin[1])
+    assert torch.equal(a.flat_index(origin, *size), b.flat_index(origin, *size))
+    with pytest.raises(IndexError):
+        b.flat_index((origin[0] + 1, origin[1]), *size)
+
+
+@pytest.mark.parametrize("name", ["liif", "ddir"])
+@pytest.mark.parametrize("chunk", [None, 40, 7])
+def test_grid_query_equals_query(name, chunk):
+    """Chunks of whole rows (None: one chunk per core), of several rows, and of parts of a row
+    (7 queries, shorter than a row) decode exactly what `query` does."""
+    model = _model(name)
+    lr = torch.rand(1, 3, 12, 14)
+    grids, appearance = model.prepare(lr)
+    coords, cells = _queries((2.7, 1.9), (17, 23), offset=(3, 2))
+    expected = model.query(grids, coords, cells.float(), (12, 14), appearance, chunk=chunk)
+    ys, xs = geometry.grid_axes((2.7, 1.9), (17, 23), (3, 2))
+    got = model.query_grid(grids, ys, xs, (1 / 2.7, 1 / 1.9), (12, 14), appearance, chunk=chunk)
+    assert torch.equal(got, expected)
 
 
 def test_upscale_image_shape_and_range():

@@ -26,7 +26,7 @@ from ddir_zoom.engine.lru import ByteLRU
 from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import tone_anchor
 from ddir_zoom.models.base import ImplicitSR
-from ddir_zoom.models.geometry import grid_axes, upscale_queries
+from ddir_zoom.models.geometry import grid_axes
 from ddir_zoom.parallel import one_thread
 
 Scale = tuple[float, float]
@@ -165,12 +165,12 @@ class NeuralMethod:
             if not self.features.ensure(*region, cancelled=cancelled, parts=hurry):
                 raise Cancelled
             grids = self.features.grids(*region, parts=hurry)
-            coords, cells = upscale_queries(scale, shape, offset, device=self.device)
-            rgb = self.model.query(grids, coords[None], cells[None].float(),
-                                   self.features.size, appearance, chunk=self.chunk)
+            ys, xs = grid_axes(scale, shape, offset, self.device)
+            rgb = self.model.query_grid(grids, ys, xs, (1.0 / scale[0], 1.0 / scale[1]),
+                                        self.features.size, appearance, chunk=self.chunk)
             if self.model.tone_anchor:
-                rgb = tone_anchor.apply_grid(rgb, *grid_axes(scale, shape, offset, self.device),
-                                             tone_anchor.blend(fields, scale), region[:2])
+                rgb = tone_anchor.apply_grid(rgb, ys, xs, tone_anchor.blend(fields, scale),
+                                             region[:2])
             return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
 
     @contextlib.contextmanager

@@ -4,6 +4,7 @@
     appearance = model.appearance_embedding(features)
     grids = model.project(features)            # per branch: first-layer projections
     rgb = model.query(grids, coords, cells, (h, w), appearance)
+    rgb = model.query_grid(grids, ys, xs, cell, (h, w), appearance)  # a grid of points
 
 `coords` are (y, x) in LR pixel units and `cells` the size of one output pixel in LR pixels (see
 `implicit`). `query` returns RGB in [0, 1] (not clamped) and works in chunks, on whatever device
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from ddir_zoom.models.edsr import EDSREncoder
-from ddir_zoom.models.implicit import LatentGrid, Neighbours, local_ensemble
+from ddir_zoom.models.implicit import LatentGrid, Neighbours, grid_ensemble, local_ensemble
 from ddir_zoom.models.precision import DTYPES
 from ddir_zoom.parallel import even_pieces, run_pieces, workers
 
@@ -183,6 +184,42 @@ class ImplicitSR(nn.Module):
 
         run_pieces(decode, len(pieces), cells.device)
         return out
+
+    @torch.inference_mode()
+    def query_grid(
+        self,
+        grids: dict[str, LatentGrid],
+        ys: torch.Tensor,
+        xs: torch.Tensor,
+        cell: tuple[float, float],
+        image_hw: tuple[int, int],
+        appearance: torch.Tensor | None = None,
+        chunk: int | None = None,
+    ) -> torch.Tensor:
+        """`query` of the grid of points (ys[r], xs[c]) (float64 LR pixel units,
+        `geometry.grid_axes`), row-major, all with the cell `cell` (LR pixels): RGB
+        (1, R * C, 3), the same values at less cost (`implicit.grid_ensemble`). A chunk is a
+        block of whole rows, or of a row's columns when a row is longer than a chunk."""
+        rows, cols = len(ys), len(xs)
+        device = ys.device
+        most = chunk or self.default_chunk
+        col_pieces = even_pieces(cols, most, 1)
+        width = col_pieces[0][1] - col_pieces[0][0]
+        row_pieces = even_pieces(rows, max(1, most // width),
+                                 workers(device) if len(col_pieces) == 1 else 1)
+        pieces = [(r, c) for r in row_pieces for c in col_pieces]
+        cells = torch.tensor(cell, dtype=torch.float32, device=device)
+        out = torch.empty(1, rows, cols, 3, device=device, dtype=torch.float32)
+
+        def decode(index: int) -> None:
+            (top, bottom), (left, right) = pieces[index]
+            nb = grid_ensemble(ys[top:bottom], xs[left:right], image_hw)
+            n = (bottom - top) * (right - left)
+            rgb = self._decode(grids, nb, cells.expand(1, n, 2).contiguous(), appearance)["rgb"]
+            out[0, top:bottom, left:right] = (rgb * 0.5 + 0.5).view(bottom - top, -1, 3)
+
+        run_pieces(decode, len(pieces), device)
+        return out.view(1, rows * cols, 3)
 
     @torch.inference_mode()
     def prepare(self, lr: torch.Tensor) -> tuple[dict[str, LatentGrid], torch.Tensor | None]:

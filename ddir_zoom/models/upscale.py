@@ -2,7 +2,7 @@
 
 For evaluation and training-time validation on images that fit in memory. The engine renders
 views and exports in tiles with bounded memory; this is the simple reference of the same
-geometry (`geometry.upscale_queries`).
+geometry (`geometry.grid_axes`, `ImplicitSR.query_grid`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from ddir_zoom.models import tone_anchor
 from ddir_zoom.models.base import ImplicitSR
-from ddir_zoom.models.geometry import grid_axes, upscale_queries
+from ddir_zoom.models.geometry import grid_axes
 
 
 @torch.inference_mode()
@@ -40,10 +40,9 @@ def upscale_image(
     rows = rows_per_chunk or max(1, 65536 // out_w)
     for top in range(0, out_h, rows):
         n_rows = min(rows, out_h - top)
-        coords, cells = upscale_queries((sy, sx), (n_rows, out_w), (top, 0), device)
-        rgb_out = model.query(grids, coords[None], cells[None].float(), (h, w), appearance)
+        ys, xs = grid_axes((sy, sx), (n_rows, out_w), (top, 0), device)
+        rgb_out = model.query_grid(grids, ys, xs, (1.0 / sy, 1.0 / sx), (h, w), appearance)
         if field is not None:
-            ys, xs = grid_axes((sy, sx), (n_rows, out_w), (top, 0), device)
             rgb_out = tone_anchor.apply_grid(rgb_out, ys, xs, field, (0, 0))
         out[top:top + n_rows] = rgb_out[0].clamp(0, 1).reshape(n_rows, out_w, 3).cpu().numpy()
     return out
