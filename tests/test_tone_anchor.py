@@ -62,6 +62,25 @@ def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, monkeypatch)
         np.testing.assert_allclose(tile, whole[top:top + hh, left:left + ww], atol=2e-5)
 
 
+def test_tiles_filling_a_rectangle_are_measured_as_its_grid_with_the_same_values():
+    """A view's anchor tiles usually fill a rectangle; measured as its grid of points they give,
+    bit for bit, what gathering their points one by one gives. Tiles that leave a gap take the
+    gathering path."""
+    model = _drifting_model(True)
+    lr = torch.from_numpy(_photo(60, 70).transpose(2, 0, 1).copy())[None]
+    grids, appearance = model.prepare(lr)
+    box = [((y, x), (min(60, y + 16) - y, min(70, x + 16) - x))
+           for y in (0, 16, 32, 48) for x in (16, 32, 48, 64)]
+    assert tone_anchor._filled_box(box) == (0, 16, 60, 70)
+    assert tone_anchor._filled_box(box[:3] + box[4:]) is None
+    for reference in (1.5, 8.0):
+        got = tone_anchor.measure_tiles(model, grids, box, (60, 70), appearance, reference)
+        expected = tone_anchor._measure_points(model, grids, box, (60, 70), appearance,
+                                               reference)
+        for a, b in zip(got, expected, strict=True):
+            assert a.shape == b.shape and torch.equal(a, b)
+
+
 @pytest.mark.parametrize("scale, expected", [
     (1.2, [(1.5, 1.0)]),
     (1.5, [(1.5, 1.0)]),

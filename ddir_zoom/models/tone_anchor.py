@@ -105,8 +105,59 @@ def measure_tiles(model: ImplicitSR, grids: dict[str, LatentGrid],
                   tiles: list[tuple[tuple[int, int], tuple[int, int]]],
                   image_hw: tuple[int, int], appearance: torch.Tensor | None,
                   reference: float) -> list[torch.Tensor]:
-    """`measure` for each (origin, shape) of `tiles`, in one query: one large batch decodes
-    faster than many small ones. `grids` must cover every tile and one pixel around it."""
+    """`measure` for each (origin, shape) of `tiles` (disjoint), in one query: one large batch
+    decodes faster than many small ones. `grids` must cover every tile and one pixel around
+    it. Tiles that fill a rectangle, as a view's usually do, are measured as that rectangle's
+    grid of points (`ImplicitSR.query_grid`, the same values at less cost)."""
+    box = _filled_box(tiles)
+    if box is not None and STRIDE == 1:
+        return _measure_box(model, grids, box, tiles, image_hw, appearance, reference)
+    return _measure_points(model, grids, tiles, image_hw, appearance, reference)
+
+
+def _filled_box(tiles: list[tuple[tuple[int, int], tuple[int, int]]]
+                ) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) of the rectangle the disjoint `tiles` fill exactly, or None."""
+    y0 = min(origin[0] for origin, _ in tiles)
+    x0 = min(origin[1] for origin, _ in tiles)
+    y1 = max(origin[0] + shape[0] for origin, shape in tiles)
+    x1 = max(origin[1] + shape[1] for origin, shape in tiles)
+    area = sum(shape[0] * shape[1] for _, shape in tiles)
+    return (y0, x0, y1, x1) if area == (y1 - y0) * (x1 - x0) else None
+
+
+def _average(colours: list[torch.Tensor]) -> torch.Tensor:
+    """d_r from the colours at each of SAMPLE_OFFSETS. Clamped as the zoom is shown: where a
+    model overshoots [0, 1] (at strong edges), what the eye sees (and `training.tone`
+    measures) is the clamped colour."""
+    d = 0.0
+    for colour in colours:
+        d = d + (colour.clamp(0.0, 1.0) if CLAMP else colour)
+    return d / len(colours)
+
+
+def _measure_box(model: ImplicitSR, grids: dict[str, LatentGrid],
+                 box: tuple[int, int, int, int],
+                 tiles: list[tuple[tuple[int, int], tuple[int, int]]],
+                 image_hw: tuple[int, int], appearance: torch.Tensor | None,
+                 reference: float) -> list[torch.Tensor]:
+    """`measure_tiles` of tiles that fill `box`, every pixel sampled (STRIDE 1)."""
+    device = next(iter(grids.values())).values.device
+    y0, x0, y1, x1 = box
+    rows = torch.arange(y0, y1, device=device).to(torch.float64) + 0.5
+    cols = torch.arange(x0, x1, device=device).to(torch.float64) + 0.5
+    colours = [model.query_grid(grids, rows + dy, cols + dx, (1.0 / reference, 1.0 / reference),
+                                image_hw, appearance) for dy, dx in SAMPLE_OFFSETS]
+    d = _average(colours)[0].view(y1 - y0, x1 - x0, 3).permute(2, 0, 1)[None]
+    return [d[:, :, oy - y0:oy - y0 + h, ox - x0:ox - x0 + w].contiguous()
+            for (oy, ox), (h, w) in tiles]
+
+
+def _measure_points(model: ImplicitSR, grids: dict[str, LatentGrid],
+                    tiles: list[tuple[tuple[int, int], tuple[int, int]]],
+                    image_hw: tuple[int, int], appearance: torch.Tensor | None,
+                    reference: float) -> list[torch.Tensor]:
+    """`measure_tiles` of any tiles, their sampled pixels' points gathered into one query."""
     device = next(iter(grids.values())).values.device
     centres, layouts = [], []
     for origin, shape in tiles:
@@ -120,13 +171,7 @@ def measure_tiles(model: ImplicitSR, grids: dict[str, LatentGrid],
     coords = torch.cat([centres + centres.new_tensor(offset) for offset in SAMPLE_OFFSETS], 1)
     cells = torch.full_like(coords, 1.0 / reference, dtype=torch.float32)
     colours = model.query(grids, coords, cells, image_hw, appearance)  # (1, k * n, 3)
-    # Clamped as the zoom is shown: where a model overshoots [0, 1] (at strong edges), what
-    # the eye sees (and `training.tone` measures) is the clamped colour.
-    colours = colours.clamp(0.0, 1.0) if CLAMP else colours
-    d = 0.0
-    for k in range(len(SAMPLE_OFFSETS)):
-        d = d + colours[:, k * n:(k + 1) * n]
-    d = d / len(SAMPLE_OFFSETS)
+    d = _average([colours[:, k * n:(k + 1) * n] for k in range(len(SAMPLE_OFFSETS))])
     measured, start = [], 0
     for (h, w), rows, cols in layouts:
         part = d[0, start:start + len(rows) * len(cols)]
