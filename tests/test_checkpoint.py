@@ -99,3 +99,20 @@ def test_non_finite_weights(tmp_path, model):
     _raw(tmp_path / "nan.safetensors", state)
     with pytest.raises(CheckpointError, match="NaN"):
         load_checkpoint(tmp_path / "nan.safetensors")
+
+
+def test_shipping_a_run_adds_the_tone_anchor_and_keeps_the_record(tmp_path, model):
+    from training import ship
+
+    source = tmp_path / "best.safetensors"
+    save_checkpoint(model, source, {"iterations": 800, "command": "python -m training.train"})
+    target = tmp_path / "shipped.safetensors"
+    assert ship.main([str(source), str(target), "--tone-anchor", "--train-scales", "1.5,8"]) == 0
+    shipped, info = load_checkpoint(target)
+    assert shipped.tone_anchor and info["tone_anchor"] is True
+    assert info["iterations"] == 800 and info["train_scales"] == [1.5, 8.0]
+    for key, value in model.state_dict().items():
+        assert torch.equal(shipped.state_dict()[key], value), key
+    assert not load_checkpoint(source)[0].tone_anchor
+    assert ship.main([str(source), str(target)]) == 1  # no --force: the file stays
+    assert load_checkpoint(target)[0].tone_anchor

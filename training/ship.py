@@ -1,0 +1,64 @@
+"""Copy a trained model file to where it ships, with what inference needs added to its info.
+
+  python -m training.ship runs/ddir_student32/best.safetensors \\
+      resources/weights/ddir_student.safetensors --tone-anchor
+
+The weights and the run's record (data, command, iterations) are kept as they are; `--tone-anchor`
+sets `"tone_anchor": true` (`ddir_zoom/models/tone_anchor.py`: the viewer, export and evaluation
+then take the model's tone drift out) and `--train-scales` records the scales it was trained on.
+The output is written atomically and refused if it exists, unless `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ddir_zoom.models import CheckpointError, load_checkpoint, save_checkpoint
+
+
+def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
+         train_scales: tuple[float, float] | None = None) -> dict:
+    """Write `source`'s model to `target` with the info changes; returns the new info."""
+    model, info = load_checkpoint(source, "cpu")
+    info = dict(info)
+    if tone_anchor:
+        info["tone_anchor"] = True
+    if train_scales is not None:
+        info["train_scales"] = list(train_scales)
+    save_checkpoint(model, target, info)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="the trained model file (a run's best.safetensors)")
+    parser.add_argument("target", help="the model file to write")
+    parser.add_argument("--tone-anchor", action="store_true",
+                        help="render it with the tone anchor")
+    parser.add_argument("--train-scales", help="MIN,MAX: the scales it was trained on")
+    parser.add_argument("--force", action="store_true", help="replace an existing target")
+    args = parser.parse_args(argv)
+    if Path(args.target).exists() and not args.force:
+        print(f"error: {args.target} exists (--force replaces it)", file=sys.stderr)
+        return 1
+    scales = None
+    if args.train_scales:
+        try:
+            low, high = (float(v) for v in args.train_scales.split(","))
+        except ValueError:
+            parser.error("--train-scales takes MIN,MAX, e.g. 1.5,8")
+        scales = (low, high)
+    try:
+        info = ship(args.source, args.target, args.tone_anchor, scales)
+    except (CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.target} (tone anchor {'on' if info.get('tone_anchor') else 'off'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
