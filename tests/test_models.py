@@ -49,7 +49,7 @@ def test_paper_sizes_match_the_paper():
 
 
 @pytest.mark.parametrize("name", ["liif", "ddir"])
-@pytest.mark.parametrize("preset", [None, "compact", "paper"])
+@pytest.mark.parametrize("preset", [None, "student", "compact", "paper"])
 @pytest.mark.parametrize("scale", [1.7, 3.0, 4.0, 16.0])
 def test_fast_path_equals_plain_path(name, preset, scale):
     model = _model(name, preset)
