@@ -44,14 +44,18 @@ def test_the_anchor_takes_a_drift_out(scale):
     assert anchored.mad_255 < 0.1 * drifting.mad_255
 
 
-@pytest.mark.parametrize("scale, stride", [(1.5, 1), (2.7, 1), (5.0, 1), (2.7, 2)])
-def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, monkeypatch):
+@pytest.mark.parametrize("scale, stride, sigma", [
+    (1.5, 1, None), (2.7, 1, None), (5.0, 1, None), (2.7, 2, None), (2.7, 1, 1.5),
+    (5.0, 1, 3.0)])
+def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, sigma, monkeypatch):
     """Small anchor tiles (and the 150 x 170 photo spans 2 x 2 feature tiles), so that renders
-    cross several of each; sparse sampling (STRIDE 2) must be tile-exact too."""
+    cross several of each; sparse sampling (STRIDE 2) and a model's own low-pass width, with
+    its own reach, must be tile-exact too."""
     monkeypatch.setattr(methods_module, "ANCHOR_TILE", 16)
     monkeypatch.setattr(tone_anchor, "STRIDE", stride)
     photo = _photo()
     model = _drifting_model(True)
+    model.tone_anchor_sigma = sigma
     whole = upscale_image(model, photo, scale)
     engine = Engine(Photo(rgb=photo), device="cpu")
     engine.add_model("ddir", model)
@@ -60,6 +64,24 @@ def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, monkeypatch)
                               (h // 3, w // 2, 100, 80)):
         tile = engine.render_region("ddir", scale, (top, left), (hh, ww))
         np.testing.assert_allclose(tile, whole[top:top + hh, left:left + ww], atol=2e-5)
+
+
+def test_a_model_s_own_low_pass_width_is_used():
+    photo = _photo(60, 70)
+    lr = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
+    model = _drifting_model(True)
+    grids, appearance = model.prepare(lr)
+    default = tone_anchor.correction_region(model, grids, lr, (0, 0), (60, 70), appearance, 3.0)
+    model.tone_anchor_sigma = 1.0
+    narrow = tone_anchor.correction_region(model, grids, lr, (0, 0), (60, 70), appearance, 3.0)
+    model.tone_anchor_sigma = tone_anchor.SIGMA
+    assert torch.equal(tone_anchor.correction_region(model, grids, lr, (0, 0), (60, 70),
+                                                     appearance, 3.0), default)
+    measured = tone_anchor.measure(model, grids, (0, 0), (60, 70), (60, 70), appearance, 3.0)
+    valid = tone_anchor.sampled((0, 0), (60, 70), lr.device)
+    assert torch.equal(narrow, tone_anchor.correction(lr, measured, valid, 1.0))
+    assert (narrow - default).abs().max() > 1e-3
+    assert tone_anchor.radius(1.0) == 3 and tone_anchor.radius() == tone_anchor.RADIUS
 
 
 def test_tiles_filling_a_rectangle_are_measured_as_its_grid_with_the_same_values():

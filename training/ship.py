@@ -5,7 +5,8 @@
 
 The weights and the run's record (data, command, iterations) are kept as they are; `--tone-anchor`
 sets `"tone_anchor": true` (`ddir_zoom/models/tone_anchor.py`: the viewer, export and evaluation
-then take the model's tone drift out) and `--train-scales` records the scales it was trained on.
+then take the model's tone drift out), `--tone-anchor-sigma` the width of its low-pass for this
+model, and `--train-scales` records the scales it was trained on.
 The output is written atomically and refused if it exists, unless `--force`.
 """
 
@@ -16,15 +17,21 @@ import sys
 from pathlib import Path
 
 from ddir_zoom.models import CheckpointError, load_checkpoint, save_checkpoint
+from ddir_zoom.models.tone_anchor import SIGMA_RANGE
 
 
 def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
-         train_scales: tuple[float, float] | None = None) -> dict:
+         train_scales: tuple[float, float] | None = None, sigma: float | None = None) -> dict:
     """Write `source`'s model to `target` with the info changes; returns the new info."""
     model, info = load_checkpoint(source, "cpu")
     info = dict(info)
     if tone_anchor:
         info["tone_anchor"] = True
+    if sigma is not None:
+        low, high = SIGMA_RANGE
+        if not low <= sigma <= high:
+            raise ValueError(f"--tone-anchor-sigma {sigma:g}: from {low:g} to {high:g}")
+        info["tone_anchor_sigma"] = sigma
     if train_scales is not None:
         info["train_scales"] = list(train_scales)
     save_checkpoint(model, target, info)
@@ -38,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", help="the model file to write")
     parser.add_argument("--tone-anchor", action="store_true",
                         help="render it with the tone anchor")
+    parser.add_argument("--tone-anchor-sigma", type=float,
+                        help="the anchor's low-pass in LR pixels (default: "
+                        "ddir_zoom.models.tone_anchor.SIGMA)")
     parser.add_argument("--train-scales", help="MIN,MAX: the scales it was trained on")
     parser.add_argument("--force", action="store_true", help="replace an existing target")
     args = parser.parse_args(argv)
@@ -52,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--train-scales takes MIN,MAX, e.g. 1.5,8")
         scales = (low, high)
     try:
-        info = ship(args.source, args.target, args.tone_anchor, scales)
-    except (CheckpointError, OSError) as exc:
+        info = ship(args.source, args.target, args.tone_anchor, scales, args.tone_anchor_sigma)
+    except (CheckpointError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.target} (tone anchor {'on' if info.get('tone_anchor') else 'off'})")

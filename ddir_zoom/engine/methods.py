@@ -157,7 +157,7 @@ class NeuralMethod:
         # Decoding and encoding several tiles spread over the cores in pieces; the rest is
         # small operations, faster on one thread (`ddir_zoom.parallel`).
         with one_thread(), self._hurry(hurry):
-            # The anchor first: it reads the widest area (the region and RADIUS pixels around
+            # The anchor first: it reads the widest area (the region and its radius around
             # it), so in a hurry the region's part is cut from the anchor's, not computed again.
             if self.model.tone_anchor:
                 references = [reference for reference, _ in tone_anchor.references(scale)]
@@ -186,12 +186,13 @@ class NeuralMethod:
                        appearance, cancelled: Callable[[], bool] | None, hurry: bool = False
                        ) -> dict[float, torch.Tensor]:
         """The tone anchor's corrections c_r at each `reference` scale over LR pixels `region`
-        (y0, x0, y1, x1): the low-pass of d_r over the region and RADIUS pixels around it
+        (y0, x0, y1, x1): the low-pass of d_r over the region and its radius around it
         (clipped to the photo), d_r stitched from tiles of ANCHOR_TILE LR pixels measured once
         per photo, so that it equals the whole photo's correction (`models.tone_anchor`)."""
         h, w = self.rgb.shape[:2]
         y0, x0, y1, x1 = region
-        radius, t = tone_anchor.RADIUS, ANCHOR_TILE
+        sigma = tone_anchor.sigma_of(self.model)
+        radius, t = tone_anchor.radius(sigma), ANCHOR_TILE
         ey0, ex0 = max(0, y0 - radius), max(0, x0 - radius)
         ey1, ex1 = min(h, y1 + radius), min(w, x1 + radius)
         # The photo's pixels and the sampling mask are the same for every reference.
@@ -218,7 +219,7 @@ class NeuralMethod:
             rows = [torch.cat([d[(ty, tx)]["d"] for tx in tile_cols], dim=3)
                     for ty in tile_rows]
             measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
-            field = tone_anchor.correction(lr, measured, valid)
+            field = tone_anchor.correction(lr, measured, valid, sigma)
             fields[reference] = field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
         return fields
 

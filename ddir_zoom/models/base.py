@@ -46,6 +46,7 @@ class ImplicitSR(nn.Module):
         self.decoders = nn.ModuleDict()
         self.channels_last = False
         self.tone_anchor = False  # see models.tone_anchor; set from the model file's info
+        self.tone_anchor_sigma: float | None = None  # and its low-pass, None for the default
 
     @property
     def precision(self) -> str:

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from ddir_zoom.imaging.io import default_permissions
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.registry import MAX_PARAMETERS, make_model
+from ddir_zoom.models.tone_anchor import SIGMA_RANGE
 
 FORMAT = "ddir-zoom"
 FORMAT_VERSION = 1
@@ -137,7 +138,21 @@ def load_checkpoint(
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values")
     model.load_state_dict(state)
     model.tone_anchor = info.get("tone_anchor") is True
+    model.tone_anchor_sigma = _anchor_sigma(path, info)
     return model.to(device).eval(), info
 
 
 _FLOAT_DTYPES = {"F32", "F16", "BF16", "F64"}
+
+
+def _anchor_sigma(path: Path, info: dict[str, Any]) -> float | None:
+    """The tone anchor's low-pass a model file asks for (`models.tone_anchor.SIGMA`), or None."""
+    value = info.get("tone_anchor_sigma")
+    if value is None:
+        return None
+    low, high = SIGMA_RANGE
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not low <= value <= high):
+        raise CheckpointError(f"{path}: bad tone_anchor_sigma {value!r} (a number from {low} "
+                              f"to {high})")
+    return float(value)

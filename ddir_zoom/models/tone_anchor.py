@@ -38,7 +38,8 @@ same pixels (tested). It costs two decoder evaluations (SAMPLE_OFFSETS) per LR p
 of the (at most two) reference scales a zoom needs, and per query a bilinear lookup.
 
 A model file opts in with `"tone_anchor": true` in its info (`load_checkpoint` sets
-`model.tone_anchor`); the official LIIF weights are used as published.
+`model.tone_anchor`, and `model.tone_anchor_sigma` from `"tone_anchor_sigma"`, see SIGMA); the
+official LIIF weights are used as published.
 """
 
 from __future__ import annotations
@@ -63,27 +64,48 @@ photo against 0.37 (benchmarks/tone_anchor_sampling.py)."""
 CLAMP = True
 """d_r averages the model's colours clamped to [0, 1], as they are shown (False: the raw
 output; kept for benchmarks/tone_anchor_sampling.py, which measures the difference)."""
-SIGMA = 2.0  # LR pixels
+SIGMA = 2.0
+"""LR pixels: the low-pass of the correction, unless the model file sets its own
+(`"tone_anchor_sigma"` in its info, `sigma_of`): a model whose drift holds finer structure needs
+a narrower one. The distilled student uses 1.5: with 2 it moved 1.07-1.21 levels of contrast at
+x3.7 (Set14, B100), with 1.5 0.88-0.90 (even with a reference scale at exactly x3.7, sigma 2
+left 1.16, and four sample points per pixel instead of two 1.20: the low-pass was the limit)."""
+SIGMA_RANGE = (0.5, 8.0)
+"""What a model file may ask for: narrower would pass detail, wider reaches too far."""
 RADIUS = math.ceil(3 * SIGMA)
 
 
-def _kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    x = torch.arange(-RADIUS, RADIUS + 1, device=device, dtype=dtype)
-    k = torch.exp(-0.5 * (x / SIGMA) ** 2)
+def sigma_of(model: ImplicitSR) -> float:
+    """The anchor's low-pass width for `model` (LR pixels)."""
+    return getattr(model, "tone_anchor_sigma", None) or SIGMA
+
+
+def radius(sigma: float | None = None) -> int:
+    """LR pixels the low-pass of width `sigma` (default SIGMA) reaches."""
+    return RADIUS if sigma is None or sigma == SIGMA else math.ceil(3 * sigma)
+
+
+def _kernel(device: torch.device, dtype: torch.dtype, sigma: float) -> torch.Tensor:
+    r = radius(sigma)
+    x = torch.arange(-r, r + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
 
 
-def lowpass(image: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Gaussian low-pass of (1, C, h, w) `image` over the pixels where `valid` (1, 1, h, w) is
-    1, renormalised by the weight of the valid pixels: outside the photo counts as missing, not
-    as black, so the result near the border equals the whole photo's."""
-    k = _kernel(image.device, image.dtype)
+def lowpass(image: torch.Tensor, valid: torch.Tensor, sigma: float | None = None
+            ) -> torch.Tensor:
+    """Gaussian low-pass (`sigma`, default SIGMA) of (1, C, h, w) `image` over the pixels where
+    `valid` (1, 1, h, w) is 1, renormalised by the weight of the valid pixels: outside the photo
+    counts as missing, not as black, so the result near the border equals the whole photo's."""
+    sigma = sigma or SIGMA
+    r = radius(sigma)
+    k = _kernel(image.device, image.dtype, sigma)
     channels = image.shape[1]
 
     def blur(x: torch.Tensor, c: int) -> torch.Tensor:
-        x = F.conv2d(F.pad(x, (RADIUS, RADIUS, 0, 0)), k.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+        x = F.conv2d(F.pad(x, (r, r, 0, 0)), k.view(1, 1, 1, -1).expand(c, 1, 1, -1),
                      groups=c)
-        return F.conv2d(F.pad(x, (0, 0, RADIUS, RADIUS)),
+        return F.conv2d(F.pad(x, (0, 0, r, r)),
                         k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
     weight = blur(valid, 1)
@@ -201,24 +223,25 @@ def sampled(origin: tuple[int, int], shape: tuple[int, int], device: torch.devic
 
 
 @torch.inference_mode()
-def correction(lr: torch.Tensor, measured: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def correction(lr: torch.Tensor, measured: torch.Tensor, valid: torch.Tensor,
+               sigma: float | None = None) -> torch.Tensor:
     """c_r = G_sigma * (LR - d_r) over the sampled pixels, from `measure`'s d_r and mask over
-    the same LR pixels `lr` (1, 3, h, w). Exact RADIUS pixels in from every edge that is not
-    the photo's border (the low-pass reaches that far)."""
-    return lowpass((lr - measured) * valid, valid)
+    the same LR pixels `lr` (1, 3, h, w). Exact `radius(sigma)` pixels in from every edge that
+    is not the photo's border (the low-pass reaches that far)."""
+    return lowpass((lr - measured) * valid, valid, sigma)
 
 
 def correction_region(model: ImplicitSR, grids: dict[str, LatentGrid], lr: torch.Tensor,
                       origin: tuple[int, int], image_hw: tuple[int, int],
                       appearance: torch.Tensor | None, reference: float) -> torch.Tensor:
     """The correction c_r (1, 3, h, w) at `reference` scale r for the LR pixels of `lr`
-    (1, 3, h, w), whose pixel (0, 0) is photo pixel `origin`. Exact in its inner part, RADIUS
-    pixels in from every edge that is not the photo's border; `grids` must cover the latents
-    those pixels read (their neighbours one pixel around)."""
+    (1, 3, h, w), whose pixel (0, 0) is photo pixel `origin`. Exact in its inner part,
+    `radius(sigma_of(model))` pixels in from every edge that is not the photo's border;
+    `grids` must cover the latents those pixels read (their neighbours one pixel around)."""
     shape = tuple(lr.shape[2:])
     measured = measure(model, grids, origin, shape, image_hw, appearance, reference)
     valid = sampled(origin, shape, lr.device)
-    return correction(lr, measured.to(lr.dtype), valid.to(lr.dtype))
+    return correction(lr, measured.to(lr.dtype), valid.to(lr.dtype), sigma_of(model))
 
 
 def references(scale: float | tuple[float, float]) -> list[tuple[float, float]]:
