@@ -28,10 +28,14 @@ DEFAULT_FEATURE_CACHE_BYTES = 768 << 20
 x1.5 reads up to 24 feature tiles of the paper-size DDIR (460 MB) and 60 of its first pass
 (260 MB); with 512 MiB the two evicted each other's tiles and a warm view was encoded again
 (benchmarks/viewport.py: 123 s warm against 114 s cold)."""
-DEFAULT_PROJECTION_CACHE_BYTES = 128 << 20
-"""First-layer projections kept per open photo (all models together): 128 MiB, the blocks
-under a render tile and its neighbours; a block evicted is projected again from its features
-in milliseconds."""
+DEFAULT_PROJECTION_CACHE_BYTES = 160 << 20
+"""First-layer projections kept per open photo (all models together): 160 MiB, the blocks
+under a 1280 x 800 view of the first pass at x1.5 (256 bytes per LR pixel, 0.45 megapixels of
+LR with the tone anchor's margin). A block evicted is projected again from its features in
+milliseconds, but with 128 MiB the view's own blocks evicted each other (least recently used
+order, a working set just over the size) and a warm view projected 117 of them again: 1.58
+against 1.26 s (/tmp scratch runs, two threads; benchmarks/viewport.py has the figures). A
+larger window at low zoom still outgrows it."""
 DEFAULT_ANCHOR_CACHE_BYTES = 64 << 20
 """Tone-anchor correction tiles kept per open photo (12 bytes per LR pixel and reference
 scale: 64 MiB hold five million LR pixels). They cost as much to compute as a quarter of a view

@@ -17,7 +17,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Sized by measurement (benchmarks/decode.py) for a 2-core CPU: 4 blocks x 32 channels
     # encode at about 1.8 s per LR megapixel with channels_last, and [64, 64] MLPs decode about
     # 0.6 megapixels per second for DDIR. Wider MLPs ([64, 64, 64], [96, 96]) were 20-35%
-    # slower; narrower ones gain little because memory traffic, not arithmetic, dominates.
+    # slower; narrower ones gained little then, before the hidden layers ran fused (below).
     "compact": {"encoder": {"n_resblocks": 4, "n_feats": 32}, "hidden": [64, 64]},
     # The viewer's first pass (a student distilled from the paper-size DDIR): the compact
     # encoders with [32, 32] MLPs. Since the hidden layers run fused (models.implicit), halving
