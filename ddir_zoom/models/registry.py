@@ -21,8 +21,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "compact": {"encoder": {"n_resblocks": 4, "n_feats": 32}, "hidden": [64, 64]},
     # The viewer's first pass (a student distilled from the paper-size DDIR): the compact
     # encoders with [32, 32] MLPs. Since the hidden layers run fused (models.implicit), halving
-    # the width halves a warm 1280x800 decode (1.5 -> 0.7 s at x4, two threads, /tmp scratch
-    # measurement repeated by benchmarks/decode.py --presets compact,student).
+    # the width nearly halves decoding: 1.19 against 0.63 megapixels per second for DDIR
+    # (benchmarks/decode.py --presets student,compact, results/decode_student_cpu.txt).
     "student": {"encoder": {"n_resblocks": 4, "n_feats": 32}, "hidden": [32, 32]},
 }
 
