@@ -68,8 +68,8 @@ def test_a_narrowed_and_refitted_model_stays_close_to_the_wide_one(seed):
     cut = make_preset("ddir", "student").eval()
     narrow.narrow_into(cut, wide)
     refitted = make_preset("ddir", "student").eval()
-    narrow.narrow_into(refitted, wide, pretrained.calibration_crops(96), queries=2048)
-    photo = pretrained.calibration_crops(160)[0][..., 96:, 96:]  # apart from the 96-pixel crops
+    narrow.narrow_into(refitted, wide, narrow.calibration_crops(96), queries=2048)
+    photo = narrow.calibration_crops(160)[0][..., 96:, 96:]  # apart from the 96-pixel crops
     for scale in (1.7, 3.2):
         target = _render(wide, photo, scale)
         refit_psnr = _psnr(_render(refitted, photo, scale), target)

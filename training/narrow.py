@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import torch
 
+from ddir_zoom.imaging.io import load_photo
 from ddir_zoom.models import ImplicitSR
 from ddir_zoom.models.implicit import MLP
+from ddir_zoom.resources import sample_photo
 
 RIDGE = 1e-3
 """Relative ridge term of the refits: a fraction of the mean diagonal of X^T X."""
@@ -30,6 +32,16 @@ def can_narrow(model: ImplicitSR, source: ImplicitSR) -> bool:
     return (source.name == model.name and source.encoder_config == model.encoder_config
             and len(source.hidden) == len(model.hidden)
             and all(a <= b for a, b in zip(model.hidden, source.hidden, strict=True)))
+
+
+def calibration_crops(size: int = 128) -> list[torch.Tensor]:
+    """Four corner crops of the bundled sample photo, (1, 3, size, size) in [0, 1]: the
+    images a narrowed model is refitted on. A real photo, not training data, so that no
+    dataset is needed to start a run."""
+    pixels = torch.from_numpy(load_photo(sample_photo()).rgb).permute(2, 0, 1)
+    h, w = pixels.shape[-2:]
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
+    return [pixels[None, :, y:y + size, x:x + size].contiguous() for y, x in corners]
 
 
 def kept_units(weight_in: torch.Tensor, weight_out: torch.Tensor, count: int) -> torch.Tensor:

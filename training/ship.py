@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ddir_zoom.models import CheckpointError, load_checkpoint, save_checkpoint
-from ddir_zoom.models.tone_anchor import SIGMA_RANGE
+from ddir_zoom.models.tone_anchor import check_sigma
 
 
 def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
@@ -28,10 +28,7 @@ def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
     if tone_anchor:
         info["tone_anchor"] = True
     if sigma is not None:
-        low, high = SIGMA_RANGE
-        if not low <= sigma <= high:
-            raise ValueError(f"--tone-anchor-sigma {sigma:g}: from {low:g} to {high:g}")
-        info["tone_anchor_sigma"] = sigma
+        info["tone_anchor_sigma"] = check_sigma(sigma)
     if train_scales is not None:
         info["train_scales"] = list(train_scales)
     save_checkpoint(model, target, info)

@@ -160,8 +160,7 @@ class NeuralMethod:
             # The anchor first: it reads the widest area (the region and its radius around
             # it), so in a hurry the region's part is cut from the anchor's, not computed again.
             if self.model.tone_anchor:
-                field = self._anchor_field(region, tone_anchor.references(scale), appearance,
-                                           cancelled, hurry)
+                field = self._anchor_field(region, scale, appearance, cancelled, hurry)
             if not self.features.ensure(*region, cancelled=cancelled, parts=hurry):
                 raise Cancelled
             grids = self.features.grids(*region, parts=hurry)
@@ -181,18 +180,17 @@ class NeuralMethod:
             if hurry:
                 self.features.end_parts()
 
-    def _anchor_field(self, region: tuple[int, int, int, int],
-                      references: list[tuple[float, float]], appearance,
+    def _anchor_field(self, region: tuple[int, int, int, int], scale: Scale, appearance,
                       cancelled: Callable[[], bool] | None, hurry: bool = False
                       ) -> torch.Tensor:
         """The tone anchor's correction over LR pixels `region` (y0, x0, y1, x1) for a zoom
-        whose `references` are [(scale r, weight)] (`tone_anchor.references`): the low-pass,
-        over the region and its radius around it (clipped to the photo), of LR minus the
-        weighted d_r, each stitched from tiles of ANCHOR_TILE LR pixels measured once per
-        photo, so that it equals the whole photo's correction (`models.tone_anchor`). The
-        low-pass is linear and its weights are the same for every reference, so blending the
-        d_r first equals blending the corrections (`tone_anchor.blend`) up to rounding, with
-        one low-pass instead of two."""
+        by `scale`: the low-pass, over the region and its radius around it (clipped to the
+        photo), of LR minus the d_r of the zoom's reference scales blended
+        (`tone_anchor.references`, `tone_anchor.blend`), each stitched from tiles of
+        ANCHOR_TILE LR pixels measured once per photo, so that it equals the whole photo's
+        correction (`models.tone_anchor`). The low-pass is linear and its weights are the same
+        for every reference, so blending the d_r first equals blending the corrections up to
+        rounding, with one low-pass instead of two."""
         h, w = self.rgb.shape[:2]
         y0, x0, y1, x1 = region
         sigma = tone_anchor.sigma_of(self.model)
@@ -206,8 +204,8 @@ class NeuralMethod:
         tile_rows = range(ey0 // t, (ey1 - 1) // t + 1)
         tile_cols = range(ex0 // t, (ex1 - 1) // t + 1)
         tiles = [(ty, tx) for ty in tile_rows for tx in tile_cols]
-        blended = None
-        for reference, weight in references:
+        measured = {}
+        for reference, _ in tone_anchor.references(scale):
             # In the engine's byte-bounded anchor cache: a tile evicted is measured again,
             # identically.
             d = {tile: self.anchor_cache.get((self.name, "tone-anchor", reference, *tile))
@@ -222,10 +220,9 @@ class NeuralMethod:
                     self.anchor_cache.put((self.name, "tone-anchor", reference, *tile), d[tile])
             rows = [torch.cat([d[(ty, tx)]["d"] for tx in tile_cols], dim=3)
                     for ty in tile_rows]
-            measured = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0, ex0 - tx0:ex1 - tx0]
-            part = measured * weight
-            blended = part if blended is None else blended + part
-        field = tone_anchor.correction(lr, blended, valid, sigma)
+            measured[reference] = torch.cat(rows, dim=2)[:, :, ey0 - ty0:ey1 - ty0,
+                                                         ex0 - tx0:ex1 - tx0]
+        field = tone_anchor.correction(lr, tone_anchor.blend(measured, scale), valid, sigma)
         return field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
 
     def _measure_tiles(self, tiles: list[tuple[int, int]], reference: float, appearance,

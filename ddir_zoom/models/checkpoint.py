@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from ddir_zoom.imaging.io import default_permissions
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.registry import MAX_PARAMETERS, make_model
-from ddir_zoom.models.tone_anchor import SIGMA_RANGE
+from ddir_zoom.models.tone_anchor import check_sigma
 
 FORMAT = "ddir-zoom"
 FORMAT_VERSION = 1
@@ -150,9 +150,7 @@ def _anchor_sigma(path: Path, info: dict[str, Any]) -> float | None:
     value = info.get("tone_anchor_sigma")
     if value is None:
         return None
-    low, high = SIGMA_RANGE
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or not low <= value <= high):
-        raise CheckpointError(f"{path}: bad tone_anchor_sigma {value!r} (a number from {low} "
-                              f"to {high})")
-    return float(value)
+    try:
+        return check_sigma(value)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None

@@ -77,12 +77,21 @@ RADIUS = math.ceil(3 * SIGMA)
 
 def sigma_of(model: ImplicitSR) -> float:
     """The anchor's low-pass width for `model` (LR pixels)."""
-    return getattr(model, "tone_anchor_sigma", None) or SIGMA
+    return model.tone_anchor_sigma or SIGMA
+
+
+def check_sigma(value: object) -> float:
+    """`value` as a low-pass width a model file may ask for; ValueError saying why not."""
+    low, high = SIGMA_RANGE
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not low <= value <= high):
+        raise ValueError(f"bad tone_anchor_sigma {value!r} (a number from {low:g} to {high:g})")
+    return float(value)
 
 
 def radius(sigma: float | None = None) -> int:
     """LR pixels the low-pass of width `sigma` (default SIGMA) reaches."""
-    return RADIUS if sigma is None or sigma == SIGMA else math.ceil(3 * sigma)
+    return math.ceil(3 * (sigma or SIGMA))
 
 
 def _kernel(device: torch.device, dtype: torch.dtype, sigma: float) -> torch.Tensor:
