@@ -10,6 +10,7 @@ import torch
 
 from ddir_zoom.engine import TILE, Engine, View, render_size, visible_tiles
 from ddir_zoom.engine import features as features_module
+from ddir_zoom.engine import methods as methods_module
 from ddir_zoom.engine.engine import first_pass_name
 from ddir_zoom.engine.export import export_geometry, export_region
 from ddir_zoom.engine.features import FeatureTiles, appearance_embedding, tensor_bytes
@@ -242,7 +243,7 @@ def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
     """With `parts`, a region over feature tiles not yet encoded takes its projections from
     features encoded for what it reads alone, one part: the same values as the whole tiles'
     (and the whole image's), no tile encoded, nothing cached. A later request of the same
-    hurry inside that part reuses it until `end_parts`; encoded tiles and cached blocks are
+    hurry inside that part reuses it until `end_render`; encoded tiles and cached blocks are
     used as they are, and without `parts` tiles are encoded whole."""
     torch.manual_seed(0)
     model = make_preset("ddir", "compact").eval()
@@ -280,7 +281,7 @@ def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
         assert (got - whole[branch][:, 20:60, 70:120]).abs().max() < 1e-4
     hurried.grids(0, 0, 30, 30, parts=True)
     assert hurried.parts_projected == 2
-    hurried.end_parts()
+    hurried.end_render()
     hurried.grids(0, 0, 30, 30, parts=True)
     assert hurried.parts_projected == 3 and hurried.tiles_encoded == 0
     # Encoded tiles and cached blocks are used as they are, in a hurry too.
@@ -571,24 +572,75 @@ def test_tile_cache_is_bounded(rng):
         renderer.close()
 
 
-def test_feature_cache_is_bounded_and_stays_exact(rng):
+@pytest.mark.parametrize("keep", [True, False])
+def test_feature_cache_is_bounded_and_stays_exact(rng, monkeypatch, keep):
+    """With caches far too small for the render, evicted tiles and blocks are computed again,
+    identically; with `keep` False the projections never enter the tiny cache (a model
+    whose projections of a view outgrow it keeps them for one render only)."""
     torch.manual_seed(0)
     photo = _photo(rng, 160, 200)
     big = Engine(photo, device="cpu")
     big.add_model("ddir", make_model({"model": "ddir", **SMALL}))
     budget = 200_000
+    if keep:
+        monkeypatch.setattr(methods_module, "VIEW_LR_PIXELS", 1)
     small = Engine(photo, device="cpu", feature_cache_bytes=budget,
                    projection_cache_bytes=budget)
     small.add_model("ddir", big.methods["ddir"].model)
+    assert big.methods["ddir"].keep_projections
+    assert small.methods["ddir"].keep_projections == keep
     for engine in (big, small):
         engine.methods["ddir"].features.tile = 32
     a = big.render_region("ddir", 3.0, (0, 0), (480, 600))
     b = small.render_region("ddir", 3.0, (0, 0), (480, 600))
     assert small.feature_cache.bytes <= budget and small.projection_cache.bytes <= budget
+    assert (len(small.projection_cache) > 0) == keep
     features = small.methods["ddir"].features
     # Evicted tiles were encoded again, identically.
     assert features.tiles_encoded > 5 * 7
     np.testing.assert_array_equal(a, b)
+
+
+def test_projections_kept_for_one_render_are_shared_by_its_anchor_and_dropped(rng):
+    """A model that keeps its projections for one render only (the paper-size DDIR) computes
+    each block a render reads once, for the tone anchor and the render's own region
+    together, puts none in the shared cache and holds none after the render; its pixels
+    equal those of the same model keeping its blocks."""
+    torch.manual_seed(0)
+    model = make_model({"model": "ddir", **SMALL})
+    model.tone_anchor = True
+    photo = _photo(rng, 200, 260)
+    kept = Engine(photo, device="cpu")
+    kept.add_model("ddir", model)
+    once = Engine(photo, device="cpu", projection_cache_bytes=1 << 20)
+    once.add_model("ddir", model)
+    features = once.methods["ddir"].features
+    assert kept.methods["ddir"].keep_projections and not features.keep_projections
+    assert features.block == features_module.RENDER_BLOCK
+    kept.methods["ddir"].features._block = features_module.RENDER_BLOCK  # the same blocks
+    offset, shape = (300, 420), (TILE, TILE)
+    a = kept.render_region("ddir", 2.5, offset, shape)
+    b = once.render_region("ddir", 2.5, offset, shape)
+    np.testing.assert_array_equal(a, b)
+    assert len(once.projection_cache) == 0 and len(features.projections) == 0
+    assert features.blocks_projected == kept.methods["ddir"].features.blocks_projected
+    # A second render computes the blocks under its region again (they were dropped; the
+    # anchor's measurements are cached).
+    once.render_region("ddir", 2.5, offset, shape)
+    y0, x0, y1, x1 = once.methods["ddir"].lr_region((2.5, 2.5), offset, shape)
+    side = features.block
+    under = ((y1 - 1) // side - y0 // side + 1) * ((x1 - 1) // side - x0 // side + 1)
+    assert features.blocks_projected == kept.methods["ddir"].features.blocks_projected + under
+
+
+def test_a_model_whose_projections_outgrow_the_cache_keeps_them_for_one_render(rng):
+    """The paper-size DDIR's projections of a view (2 KB per LR pixel) would not fit in the
+    projection cache; its distilled student's (256 bytes) do."""
+    engine = Engine(_photo(rng), device="cpu")
+    paper = engine.add_model("paper", make_preset("ddir", "paper"))
+    student = engine.add_model("student", make_preset("ddir", "student"))
+    assert not paper.keep_projections and not paper.features.keep_projections
+    assert student.keep_projections and student.features.keep_projections
 
 
 def test_large_photo_renders_a_view_without_encoding_it_all(rng):

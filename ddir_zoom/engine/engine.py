@@ -35,7 +35,10 @@ LR with the tone anchor's margin). A block evicted is projected again from its f
 milliseconds, but with 128 MiB the view's own blocks evicted each other (least recently used
 order, a working set just over the size) and a warm view projected 117 of them again: 1.58
 against 1.26 s (/tmp scratch runs, two threads; benchmarks/viewport.py has the figures). A
-larger window at low zoom still outgrows it."""
+larger window at low zoom still outgrows it. Models whose projections of such a view could not
+fit (the paper-size ones) keep theirs for one render only (`NeuralMethod.keep_projections`):
+when they shared this cache they evicted the first pass's blocks, and the viewer's first pass
+at x1.5 took 1.9-2.6 s warm against 1.3 s for the student alone."""
 DEFAULT_ANCHOR_CACHE_BYTES = 64 << 20
 """Tone-anchor correction tiles kept per open photo (12 bytes per LR pixel and reference
 scale: 64 MiB hold five million LR pixels). They cost as much to compute as a quarter of a view

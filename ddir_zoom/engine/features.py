@@ -12,7 +12,12 @@ Two things are cached, in LRUs bounded in bytes and shared by all models of an e
   a 3x3 convolution of the features, cheap), per block of 64 LR pixels, in the smaller
   projection cache: only the blocks under the tiles being decoded need to be there.
 
-Neither depends on the zoom, so panning and zooming reuse them.
+Neither depends on the zoom, so panning and zooming reuse them. A model whose projections of a
+view would outgrow the projection cache (the paper-size models: 1 to 2 KB per LR pixel) keeps
+its blocks only for the render that made them (`keep_projections` False), in smaller blocks
+(RENDER_BLOCK): in the shared cache they evicted one another, and a first pass's, before they
+were read again, and were projected four times over. A render's tone anchor and its own
+region then share them.
 """
 
 from __future__ import annotations
@@ -54,13 +59,19 @@ def feature_bytes_per_pixel(model: ImplicitSR) -> int:
 
 PROJECTION_BLOCK = 64
 """LR pixels per side of a projection block (it divides the feature tile sizes 128 and 192)."""
+RENDER_BLOCK = 32
+"""The block side of a model that keeps its projections for one render only: what a render
+reads of its blocks is then 1.3 to 1.7 times its region at x1.5, not 2 to 3 times."""
+RENDER_PROJECTION_BYTES = 512 << 20
+"""A bound on what one render of such a model holds (a 1280 x 800 view's tile of the paper-size
+DDIR at x1.5, tone anchor's margin included, holds about 120 MB)."""
 
 # A request in a hurry (`parts`: the first refined tile of a view, which the user waits for)
 # encodes no feature tile whole. What it reads of tiles not yet encoded is projected from
 # features encoded for that rectangle alone, one part for all of them: at x1.5 a first tile and
 # the tone anchor's margin read about a quarter of the four feature tiles under them, at x4 a
 # third of one. A part costs more per pixel (its own encoder halo) and is not cached (the tiles
-# after the first encode whole tiles, which later views reuse); it is held until `end_parts`, so
+# after the first encode whole tiles, which later views reuse); it is held until `end_render`, so
 # that the requests of the same hurry (the anchor at two reference scales, then the render's
 # smaller region) compute it once.
 
@@ -87,17 +98,23 @@ class FeatureTiles:
     tile: LR pixels per feature tile side (default: 128, or 192 for models whose halo exceeds
     32, so the halo costs 1.4x (compact) to 1.9x (paper) the tile's own pixels).
     block: projection block side (default: see `block`); it must divide `tile`.
+    keep_projections: False to keep the blocks only until `end_render`, not in `projections`
+    (see the module's doc).
     """
 
     def __init__(self, model: ImplicitSR, rgb: np.ndarray, device: torch.device, cache: ByteLRU,
                  key: str, tile: int | None = None, projections: ByteLRU | None = None,
-                 block: int | None = None) -> None:
+                 block: int | None = None, keep_projections: bool = True) -> None:
         self.model = model
         self.rgb = rgb
         self.size = rgb.shape[:2]
         self.device = device
         self.cache = cache
-        self.projections = projections if projections is not None else cache
+        self.keep_projections = keep_projections
+        if keep_projections:
+            self.projections = projections if projections is not None else cache
+        else:
+            self.projections = ByteLRU(RENDER_PROJECTION_BYTES, tensor_bytes)
         self.key = key
         self.halo = model.halo
         self.tile = tile or (128 if self.halo <= 32 else 192)
@@ -109,7 +126,7 @@ class FeatureTiles:
         self.tiles_encoded = 0  # for tests and benchmarks: how much encoding happened
         self.blocks_projected = 0  # and how much projecting
         self.parts_projected = 0  # and how many parts in a hurry
-        # The latest part in a hurry: ((y0, x0, y1, x1), its projections), until `end_parts`.
+        # The latest part in a hurry: ((y0, x0, y1, x1), its projections), until `end_render`.
         self._part: tuple[tuple[int, int, int, int], dict[str, torch.Tensor]] | None = None
 
     @property
@@ -122,7 +139,8 @@ class FeatureTiles:
         that a block and the ring of features it needs lie in one feature tile."""
         if self._block is not None:
             return self._block
-        return PROJECTION_BLOCK if self.tile % PROJECTION_BLOCK == 0 else self.tile
+        side = PROJECTION_BLOCK if self.keep_projections else RENDER_BLOCK
+        return side if self.tile % side == 0 else self.tile
 
     @property
     def bytes_per_pixel(self) -> int:
@@ -237,10 +255,13 @@ class FeatureTiles:
         return {branch: p[:, y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0].contiguous()
                 for branch, p in projected.items()}
 
-    def end_parts(self) -> None:
-        """Drop the part held for a hurry (see `grids`)."""
+    def end_render(self) -> None:
+        """Drop what a render held: the part of a hurry (see `grids`) and the blocks of a
+        model that does not keep its projections."""
         with self._lock:
             self._part = None
+            if not self.keep_projections:
+                self.projections.clear()
 
     def grids(self, y0: int, x0: int, y1: int, x1: int, parts: bool = False
               ) -> dict[str, LatentGrid]:
@@ -251,7 +272,7 @@ class FeatureTiles:
         values are always computed from the same features the same way, so they do not depend
         on what was cached. With `parts` (a hurry), what the region reads of feature tiles
         not encoded is one part, computed alone or taken from the part held since an earlier
-        request of the same hurry (see `end_parts`); the grid may then extend past the
+        request of the same hurry (see `end_render`); the grid may then extend past the
         region."""
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)

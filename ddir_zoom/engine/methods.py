@@ -37,6 +37,12 @@ around it), so small tiles cost no more and keep what a view measures close to w
 Tiles of 64 that each carried the low-pass's halo measured 1.5 times their own pixels."""
 
 
+VIEW_LR_PIXELS = 450_000
+"""LR pixels under a 1280 x 800 view at x1.5 with the tone anchor's margin: a model whose
+projections of that many pixels outgrow the projection cache keeps them for one render only
+(`features.FeatureTiles`, `keep_projections`)."""
+
+
 class Cancelled(Exception):
     """Raised inside rendering when its `cancelled` callback says the work is no longer wanted."""
 
@@ -96,17 +102,21 @@ class NeuralMethod:
         self.device = device
         self.chunk = self.model.default_chunk
         tile = block = None
+        projection_bytes = 4 * sum(d.hidden[0] for d in self.model.decoders.values())
         if device.type == "cuda" and whole_photo_on_gpu:
             # The whole photo in one feature tile when its features fit in half the cache,
             # and in one projection block when its projections do (few, large kernels).
             pixels = rgb.shape[0] * rgb.shape[1]
             if pixels * feature_bytes_per_pixel(self.model) < cache.max_bytes // 2:
                 tile = max(rgb.shape[:2])
-                width = sum(d.hidden[0] for d in self.model.decoders.values())
-                if pixels * width * 4 < self.projection_cache.max_bytes // 2:
+                if pixels * projection_bytes < self.projection_cache.max_bytes // 2:
                     block = tile
+        self.keep_projections = (
+            block is not None
+            or VIEW_LR_PIXELS * projection_bytes <= self.projection_cache.max_bytes)
         self.features = FeatureTiles(self.model, rgb, device, cache, key=name, tile=tile,
-                                     projections=self.projection_cache, block=block)
+                                     projections=self.projection_cache, block=block,
+                                     keep_projections=self.keep_projections)
         self._appearance: torch.Tensor | None = None
         self._appearance_ready = False
         self._lock = threading.Lock()
@@ -156,7 +166,7 @@ class NeuralMethod:
         region = self.lr_region(scale, offset, shape)
         # Decoding and encoding several tiles spread over the cores in pieces; the rest is
         # small operations, faster on one thread (`ddir_zoom.parallel`).
-        with one_thread(), self._hurry(hurry):
+        with one_thread(), self._render_scope():
             # The anchor first: it reads the widest area (the region and its radius around
             # it), so in a hurry the region's part is cut from the anchor's, not computed again.
             if self.model.tone_anchor:
@@ -172,13 +182,13 @@ class NeuralMethod:
             return rgb[0].clamp(0, 1).reshape(shape[0], shape[1], 3).cpu().numpy()
 
     @contextlib.contextmanager
-    def _hurry(self, hurry: bool) -> Iterator[None]:
-        """In a hurry, the feature part its requests share is dropped when the render ends."""
+    def _render_scope(self) -> Iterator[None]:
+        """What the render's requests share (a hurry's feature part, the blocks of a model
+        that does not keep its projections) is dropped when it ends."""
         try:
             yield
         finally:
-            if hurry:
-                self.features.end_parts()
+            self.features.end_render()
 
     def _anchor_field(self, region: tuple[int, int, int, int], scale: Scale, appearance,
                       cancelled: Callable[[], bool] | None, hurry: bool = False
@@ -263,7 +273,8 @@ class NeuralMethod:
             cache.discard(lambda key: isinstance(key, tuple) and key[0] == self.name)
         # Back to the CPU's tile sizes (not the whole photo at once).
         self.features = FeatureTiles(self.model, self.rgb, cpu, self.cache, key=self.name,
-                                     projections=self.projection_cache)
+                                     projections=self.projection_cache,
+                                     keep_projections=self.keep_projections)
         self.device = cpu
         self.chunk = self.model.default_chunk
         if self._appearance is not None:
