@@ -84,23 +84,30 @@ def test_a_model_s_own_low_pass_width_is_used():
     assert tone_anchor.radius(1.0) == 3 and tone_anchor.radius() == tone_anchor.RADIUS
 
 
-def test_tiles_filling_a_rectangle_are_measured_as_its_grid_with_the_same_values():
-    """A view's anchor tiles usually fill a rectangle; measured as its grid of points they give,
-    bit for bit, what gathering their points one by one gives. Tiles that leave a gap take the
-    gathering path."""
+def test_tiles_are_measured_as_the_rectangles_they_fill_with_the_same_values():
+    """Anchor tiles are measured as the rectangles they fill, each as its grid of points: bit
+    for bit what gathering their points one by one gives, for a full rectangle, an L (a
+    view's later tiles) and scattered tiles, in the order asked."""
     model = _drifting_model(True)
     lr = torch.from_numpy(_photo(60, 70).transpose(2, 0, 1).copy())[None]
     grids, appearance = model.prepare(lr)
     box = [((y, x), (min(60, y + 16) - y, min(70, x + 16) - x))
            for y in (0, 16, 32, 48) for x in (16, 32, 48, 64)]
-    assert tone_anchor._filled_box(box) == (0, 16, 60, 70)
-    assert tone_anchor._filled_box(box[:3] + box[4:]) is None
-    for reference in (1.5, 8.0):
-        got = tone_anchor.measure_tiles(model, grids, box, (60, 70), appearance, reference)
-        expected = tone_anchor._measure_points(model, grids, box, (60, 70), appearance,
-                                               reference)
-        for a, b in zip(got, expected, strict=True):
-            assert a.shape == b.shape and torch.equal(a, b)
+    assert tone_anchor._boxes(box) == [((0, 16, 60, 70), list(range(16)))]
+    # An L: the top row and the right column, listed column first.
+    ell = [box[i] for i in (7, 11, 15, 0, 1, 2, 3)]
+    assert sorted(tone_anchor._boxes(ell)) == [((0, 16, 16, 70), [3, 4, 5, 6]),
+                                               ((16, 64, 60, 70), [0, 1, 2])]
+    scattered = [box[i] for i in (0, 5, 10, 12)]
+    assert len(tone_anchor._boxes(scattered)) == 4
+    for tiles in (box, ell, scattered):
+        for reference in (1.5, 8.0):
+            got = tone_anchor.measure_tiles(model, grids, tiles, (60, 70), appearance,
+                                            reference)
+            expected = tone_anchor._measure_points(model, grids, tiles, (60, 70), appearance,
+                                                   reference)
+            for a, b in zip(got, expected, strict=True):
+                assert a.shape == b.shape and torch.equal(a, b)
 
 
 @pytest.mark.parametrize("scale, expected", [

@@ -138,23 +138,45 @@ def measure_tiles(model: ImplicitSR, grids: dict[str, LatentGrid],
                   reference: float) -> list[torch.Tensor]:
     """`measure` for each (origin, shape) of `tiles` (disjoint), in one query: one large batch
     decodes faster than many small ones. `grids` must cover every tile and one pixel around
-    it. Tiles that fill a rectangle, as a view's usually do, are measured as that rectangle's
-    grid of points (`ImplicitSR.query_grid`, the same values at less cost)."""
-    box = _filled_box(tiles)
-    if box is not None and STRIDE == 1:
-        return _measure_box(model, grids, box, tiles, image_hw, appearance, reference)
-    return _measure_points(model, grids, tiles, image_hw, appearance, reference)
+    it. The tiles are measured as the rectangles they fill (`_boxes`), each as its grid of
+    points (`ImplicitSR.query_grid`): the same values as gathering the points one by one, at
+    less cost. A view's tiles, measured as it is refined centre first, fill one rectangle at a
+    time; a diagonal pan leaves an L, which gathered point by point took a third longer (the
+    student, one thread, /tmp scratch run: 44 against 33 ms for 33k points)."""
+    if STRIDE != 1:
+        return _measure_points(model, grids, tiles, image_hw, appearance, reference)
+    measured: list[torch.Tensor | None] = [None] * len(tiles)
+    for box, members in _boxes(tiles):
+        values = _measure_box(model, grids, box, [tiles[i] for i in members], image_hw,
+                              appearance, reference)
+        for i, value in zip(members, values, strict=True):
+            measured[i] = value
+    return measured
 
 
-def _filled_box(tiles: list[tuple[tuple[int, int], tuple[int, int]]]
-                ) -> tuple[int, int, int, int] | None:
-    """(y0, x0, y1, x1) of the rectangle the disjoint `tiles` fill exactly, or None."""
-    y0 = min(origin[0] for origin, _ in tiles)
-    x0 = min(origin[1] for origin, _ in tiles)
-    y1 = max(origin[0] + shape[0] for origin, shape in tiles)
-    x1 = max(origin[1] + shape[1] for origin, shape in tiles)
-    area = sum(shape[0] * shape[1] for _, shape in tiles)
-    return (y0, x0, y1, x1) if area == (y1 - y0) * (x1 - x0) else None
+def _boxes(tiles: list[tuple[tuple[int, int], tuple[int, int]]]
+           ) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    """The disjoint `tiles` ((y, x), (h, w)) as rectangles they fill: (y0, x0, y1, x1) and the
+    indices of its tiles. Runs of adjacent tiles along a row, stacked where the next row's run
+    spans the same columns (a view's tiles lie on one grid)."""
+    rows: dict[tuple[int, int], list[int]] = {}
+    for i, ((y, _), (h, _)) in enumerate(tiles):
+        rows.setdefault((y, h), []).append(i)
+    boxes: dict[tuple[int, int, int], list] = {}  # (x0, x1, bottom) -> [y0, tiles]
+    for y, h in sorted(rows):
+        runs: list[list] = []
+        for i in sorted(rows[(y, h)], key=lambda i: tiles[i][0][1]):
+            x, w = tiles[i][0][1], tiles[i][1][1]
+            if runs and runs[-1][1] == x:
+                runs[-1][1] = x + w
+                runs[-1][2].append(i)
+            else:
+                runs.append([x, x + w, [i]])
+        for x0, x1, members in runs:
+            top, below = boxes.pop((x0, x1, y), (y, []))
+            boxes[(x0, x1, y + h)] = (top, below + members)
+    return [((top, x0, bottom, x1), members)
+            for (x0, x1, bottom), (top, members) in boxes.items()]
 
 
 def _average(colours: list[torch.Tensor]) -> torch.Tensor:
