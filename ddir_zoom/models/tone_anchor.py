@@ -136,9 +136,9 @@ def measure_tiles(model: ImplicitSR, grids: dict[str, LatentGrid],
                   tiles: list[tuple[tuple[int, int], tuple[int, int]]],
                   image_hw: tuple[int, int], appearance: torch.Tensor | None,
                   reference: float) -> list[torch.Tensor]:
-    """`measure` for each (origin, shape) of `tiles` (disjoint), in one query: one large batch
-    decodes faster than many small ones. `grids` must cover every tile and one pixel around
-    it. The tiles are measured as the rectangles they fill (`_boxes`), each as its grid of
+    """`measure` for each (origin, shape) of `tiles` (disjoint), in as few queries as the
+    rectangles they fill: large batches decode faster than many small ones. `grids` must cover
+    every tile and one pixel around it. Each rectangle (`_boxes`) is measured as its grid of
     points (`ImplicitSR.query_grid`): the same values as gathering the points one by one, at
     less cost. A view's tiles, measured as it is refined centre first, fill one rectangle at a
     time; a diagonal pan leaves an L, which gathered point by point took a third longer (the
@@ -162,7 +162,8 @@ def _boxes(tiles: list[tuple[tuple[int, int], tuple[int, int]]]
     rows: dict[tuple[int, int], list[int]] = {}
     for i, ((y, _), (h, _)) in enumerate(tiles):
         rows.setdefault((y, h), []).append(i)
-    boxes: dict[tuple[int, int, int], list] = {}  # (x0, x1, bottom) -> [y0, tiles]
+    # (x0, x1, bottom) -> (top, tiles) of the rectangles so far.
+    boxes: dict[tuple[int, int, int], tuple[int, list[int]]] = {}
     for y, h in sorted(rows):
         runs: list[list] = []
         for i in sorted(rows[(y, h)], key=lambda i: tiles[i][0][1]):
