@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.sigma:
-        ta.SIGMA, ta.RADIUS = args.sigma, math.ceil(3 * args.sigma)
+        ta.SIGMA = args.sigma  # its reach follows (tone_anchor.radius)
     model, _ = load_checkpoint(args.weights or bundled_weights("ddir"))
     model.tone_anchor = False
     variants = [] if args.shipped_only else VARIANTS

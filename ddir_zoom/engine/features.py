@@ -57,6 +57,12 @@ def feature_bytes_per_pixel(model: ImplicitSR) -> int:
     return 4 * sum(e.out_dim for e in model.encoders.values())
 
 
+def projection_bytes_per_pixel(model: ImplicitSR) -> int:
+    """Bytes the first-layer projections of `model` take per LR pixel (float32, every
+    decoder)."""
+    return 4 * sum(d.hidden[0] for d in model.decoders.values())
+
+
 PROJECTION_BLOCK = 64
 """LR pixels per side of a projection block (it divides the feature tile sizes 128 and 192)."""
 RENDER_BLOCK = 32

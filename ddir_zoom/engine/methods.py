@@ -20,6 +20,7 @@ from ddir_zoom.engine.features import (
     FeatureTiles,
     appearance_embedding,
     feature_bytes_per_pixel,
+    projection_bytes_per_pixel,
     to_tensor,
 )
 from ddir_zoom.engine.lru import ByteLRU
@@ -102,24 +103,35 @@ class NeuralMethod:
         self.device = device
         self.chunk = self.model.default_chunk
         tile = block = None
-        projection_bytes = 4 * sum(d.hidden[0] for d in self.model.decoders.values())
         if device.type == "cuda" and whole_photo_on_gpu:
             # The whole photo in one feature tile when its features fit in half the cache,
             # and in one projection block when its projections do (few, large kernels).
             pixels = rgb.shape[0] * rgb.shape[1]
             if pixels * feature_bytes_per_pixel(self.model) < cache.max_bytes // 2:
                 tile = max(rgb.shape[:2])
-                if pixels * projection_bytes < self.projection_cache.max_bytes // 2:
+                if (pixels * projection_bytes_per_pixel(self.model)
+                        < self.projection_cache.max_bytes // 2):
                     block = tile
-        self.keep_projections = (
-            block is not None
-            or VIEW_LR_PIXELS * projection_bytes <= self.projection_cache.max_bytes)
-        self.features = FeatureTiles(self.model, rgb, device, cache, key=name, tile=tile,
-                                     projections=self.projection_cache, block=block,
-                                     keep_projections=self.keep_projections)
+        self.features = self._feature_tiles(device, tile, block)
         self._appearance: torch.Tensor | None = None
         self._appearance_ready = False
         self._lock = threading.Lock()
+
+    def _feature_tiles(self, device: torch.device, tile: int | None = None,
+                       block: int | None = None) -> FeatureTiles:
+        """This model's features on `device`. A model whose projections of a view would
+        outgrow the projection cache keeps them for one render only (VIEW_LR_PIXELS), unless
+        the whole photo is one block."""
+        keep = (block is not None or VIEW_LR_PIXELS * projection_bytes_per_pixel(self.model)
+                <= self.projection_cache.max_bytes)
+        return FeatureTiles(self.model, self.rgb, device, self.cache, key=self.name, tile=tile,
+                            projections=self.projection_cache, block=block,
+                            keep_projections=keep)
+
+    @property
+    def keep_projections(self) -> bool:
+        """Whether this model's projections stay in the shared projection cache."""
+        return self.features.keep_projections
 
     @property
     def appearance(self) -> torch.Tensor | None:
