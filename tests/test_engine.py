@@ -692,6 +692,33 @@ def test_gpu_out_of_memory_retries_then_falls_back_to_cpu(rng, monkeypatch):
     np.testing.assert_array_equal(out, engine.render_region("ddir", 2.0, (0, 0), (20, 20)))
 
 
+def test_a_model_moved_to_the_cpu_chooses_again_whether_to_keep_its_projections(rng,
+                                                                               monkeypatch):
+    """On a GPU a photo in one projection block keeps its projections whatever their size; a
+    model that runs out of GPU memory goes back to the CPU's blocks, and one whose view's
+    projections outgrow the cache keeps them for one render only there."""
+    torch.manual_seed(0)
+    engine = Engine(_photo(rng), device="cpu", projection_cache_bytes=1 << 20)
+    method = engine.add_model("ddir", make_model({"model": "ddir", **SMALL}))
+    method.prepare()
+    side = max(engine.size)
+    method.features = method._feature_tiles(torch.device("cpu"), tile=side, block=side)
+    assert method.keep_projections
+    method.device = torch.device("cuda")  # pretend; the real decode runs on the CPU
+    real = method._decode
+
+    def out_of_memory(*args, **kwargs):
+        if method.device.type == "cuda":
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(method, "_decode", out_of_memory)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    engine.render_region("ddir", 2.0, (0, 0), (20, 20))
+    assert method.device.type == "cpu" and not method.keep_projections
+    assert method.features.block == features_module.RENDER_BLOCK
+
+
 # --- export ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg", ".webp"])

@@ -283,10 +283,9 @@ class NeuralMethod:
         self.model.to(cpu)
         for cache in (self.cache, self.projection_cache, self.anchor_cache):
             cache.discard(lambda key: isinstance(key, tuple) and key[0] == self.name)
-        # Back to the CPU's tile sizes (not the whole photo at once).
-        self.features = FeatureTiles(self.model, self.rgb, cpu, self.cache, key=self.name,
-                                     projections=self.projection_cache,
-                                     keep_projections=self.keep_projections)
+        # Back to the CPU's tile sizes (not the whole photo at once), and its choice of
+        # keeping projections: a whole-photo block on the GPU kept them whatever their size.
+        self.features = self._feature_tiles(cpu)
         self.device = cpu
         self.chunk = self.model.default_chunk
         if self._appearance is not None:
