@@ -293,6 +293,40 @@ def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
         assert (grid.values - reference[branch].values).abs().max() < 1e-5
 
 
+def test_a_sliver_of_a_tile_not_encoded_comes_from_a_part(rng):
+    """A region that reads at most SLIVER rows or columns of a feature tile not encoded (the
+    tone anchor's ring crossing a tile's edge) takes them from a part: that tile is not
+    encoded, nothing of it cached, and the values equal the whole image's. A wider read
+    encodes the tile whole."""
+    torch.manual_seed(0)
+    model = make_preset("ddir", "compact").eval()
+    rgb = _photo(rng, 150, 200).rgb
+    with torch.no_grad():
+        whole = model.project(model.encode(torch.from_numpy(rgb).permute(2, 0, 1)[None]))
+
+    def fresh():
+        return FeatureTiles(model, rgb, torch.device("cpu"), ByteLRU(1 << 30, tensor_bytes),
+                            key="m", tile=64, projections=ByteLRU(1 << 30, tensor_bytes))
+
+    assert features_module.SLIVER == 2
+    for region, tiles in (((10, 63, 60, 120), [(0, 1)]),     # one column of tile (0, 0)
+                          ((10, 70, 66, 110), [(0, 1)]),     # two rows of tile (1, 1)
+                          ((62, 63, 100, 100), [(1, 1)])):  # slivers of three tiles
+        sliced = fresh()
+        grids = sliced.grids(*region)
+        encoded = sliced.cache.keys()
+        assert sorted(key[1:] for key in encoded) == tiles, region
+        assert sliced.tiles_encoded == len(tiles)
+        y0, x0, y1, x1 = region
+        for branch, grid in grids.items():
+            assert grid.origin == (y0, x0)
+            assert (grid.values - whole[branch][:, y0:y1, x0:x1]).abs().max() < 1e-4
+    wider = fresh()
+    wider.grids(10, 61, 60, 120)  # three columns of tile (0, 0)
+    encoded = wider.cache.keys()
+    assert sorted(key[1:] for key in encoded) == [(0, 0), (0, 1)]
+
+
 def test_first_tile_of_a_view_goes_in_a_hurry_and_equals_the_full_render(rng):
     """The renderer asks for each view's first tile in a hurry (a part, no tile encoded
     whole) and for the others not; the refined view equals the full render either way."""
@@ -338,7 +372,8 @@ def test_a_hurried_render_with_the_tone_anchor_computes_one_part_and_equals_the_
     assert features._part is None and len(features.cache) == 0
     engine.clear_caches()
     plain = engine.render_region("ddir", scale, offset, shape)
-    assert features.parts_projected == 1 and features.tiles_encoded > 0
+    # Tiles encoded whole (and parts only for the anchor's slivers, see SLIVER), none held.
+    assert features.tiles_encoded > 0 and features._part is None
     np.testing.assert_allclose(hurried, plain, atol=1e-6)
 
 

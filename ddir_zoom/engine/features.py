@@ -82,6 +82,14 @@ DDIR at x1.5, tone anchor's margin included, holds about 120 MB)."""
 # smaller region) compute it once.
 
 
+SLIVER = 2
+"""A region that reads at most this many rows or columns of a feature tile not yet encoded
+(the tone anchor's one-pixel ring around its tiles, where it crosses a feature tile's edge)
+takes them from a part (`FeatureTiles._project_part`) instead of encoding the whole tile for
+them: at x1.5 a 1280 x 800 view's anchor read two whole columns of feature tiles, a fifth of
+its encoding, for one LR column each."""
+
+
 def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
     return (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2]
             and inner[3] <= outer[3])
@@ -298,17 +306,24 @@ class FeatureTiles:
             features = {tile: self.cache.get(self._tile_key(*tile))
                         for tile in {self._tile_of_block(*key) for key in missing}}
             uncached = [tile for tile, value in features.items() if value is None]
-            part = None
+            reads = {tile: _overlap(*tile, self.tile, y0, x0, y1, x1) for tile in uncached}
+            # tile -> the rect of the part that stands for it (see SLIVER, and `parts`).
+            stand_ins: dict[tuple[int, int], tuple[int, int, int, int]] = {}
             if parts and uncached:
-                reads = [_overlap(*tile, self.tile, y0, x0, y1, x1) for tile in uncached]
-                rect = (min(r[0] for r in reads), min(r[1] for r in reads),
-                        max(r[2] for r in reads), max(r[3] for r in reads))
+                rect = (min(r[0] for r in reads.values()), min(r[1] for r in reads.values()),
+                        max(r[2] for r in reads.values()), max(r[3] for r in reads.values()))
                 if self._part is not None and _contains(self._part[0], rect):
-                    part = self._part
+                    rect = self._part[0]
+                stand_ins = dict.fromkeys(uncached, rect)
             elif uncached:
-                features.update(self._encode_tiles(uncached))
+                stand_ins = {tile: rect for tile, rect in reads.items()
+                             if min(rect[2] - rect[0], rect[3] - rect[1]) <= SLIVER}
+                features.update(self._encode_tiles(
+                    [tile for tile in uncached if tile not in stand_ins]))
             whole = [key for key in missing if features[self._tile_of_block(*key)] is not None]
-            done, made = {}, []
+            made = {} if self._part is None else {self._part[0]: self._part[1]}
+            rects = sorted(set(stand_ins.values()) - set(made))
+            done = {}
 
             def project(index: int) -> None:
                 if index < len(whole):
@@ -316,15 +331,18 @@ class FeatureTiles:
                     done[key] = (self._project(*key, features[self._tile_of_block(*key)]),
                                  (key[0] * b, key[1] * b))
                 else:
-                    made.append((rect, self._project_part(*rect)))
+                    rect = rects[index - len(whole)]
+                    made[rect] = self._project_part(*rect)
 
             # Side by side; a part alone (a view's first tile, cold) uses every core.
-            needs_part = bool(parts and uncached and part is None)
-            run_pieces(project, len(whole) + needs_part, self.device)
-            if needs_part:
-                part = self._part = made[0]
-            for key in missing:  # its block's projections, or the part's (values, origin)
-                blocks[key] = done[key] if key in done else (part[1], part[0][:2])
+            run_pieces(project, len(whole) + len(rects), self.device)
+            if parts and uncached:
+                self._part = (rect, made[rect])
+            for key in missing:  # its block's projections, or its part's (values, origin)
+                if key not in done:
+                    rect = stand_ins[self._tile_of_block(*key)]
+                    done[key] = (made[rect], rect[:2])
+                blocks[key] = done[key]
         if by1 - by0 == 1 and bx1 - bx0 == 1:
             # One block holds the region: decode straight from it, no copy.
             values, origin = blocks[(by0, bx0)]
