@@ -296,8 +296,7 @@ def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
 def test_a_sliver_of_a_tile_not_encoded_comes_from_a_part(rng):
     """A region that reads at most SLIVER rows or columns of a feature tile not encoded (the
     tone anchor's ring crossing a tile's edge) takes them from a part: that tile is not
-    encoded, nothing of it cached, and the values equal the whole image's. A wider read
-    encodes the tile whole."""
+    encoded and the values equal the whole image's. A wider read encodes the tile whole."""
     torch.manual_seed(0)
     model = make_preset("ddir", "compact").eval()
     rgb = _photo(rng, 150, 200).rgb
@@ -321,6 +320,13 @@ def test_a_sliver_of_a_tile_not_encoded_comes_from_a_part(rng):
         for branch, grid in grids.items():
             assert grid.origin == (y0, x0)
             assert (grid.values - whole[branch][:, y0:y1, x0:x1]).abs().max() < 1e-4
+    # A sliver is a part along the whole tile, kept: the next request along that edge reuses it.
+    along = fresh()
+    along.grids(10, 63, 30, 120)
+    assert along.parts_projected == 1
+    for branch, grid in along.grids(30, 63, 64, 120).items():
+        assert (grid.values - whole[branch][:, 30:64, 63:120]).abs().max() < 1e-4
+    assert along.parts_projected == 1
     wider = fresh()
     wider.grids(10, 61, 60, 120)  # three columns of tile (0, 0)
     encoded = wider.cache.keys()

@@ -118,8 +118,8 @@ def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
         return shorten_into(model, source, calibration_crops())
     if source.name != "liif":
         raise ValueError(f"--init takes a LIIF model file, or a {model.name} file of the same "
-                         f"architecture or with wider MLPs; got a {source.name!r} model "
-                         f"{source.config}")
+                         f"architecture, with wider MLPs or with more residual blocks; got a "
+                         f"{source.name!r} model {source.config}")
     if source.encoder_config != model.encoder_config or source.hidden != model.hidden:
         raise ValueError(f"--init: the LIIF file's architecture (encoder {source.encoder_config},"
                          f" MLP {source.hidden}) differs from the model's (encoder "

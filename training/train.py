@@ -71,7 +71,9 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
     g.add_argument("--init", metavar="FILE",
                    help="start from a trained model file: a LIIF (e.g. the official weights, "
                    "python -m training.pretrained) gives both DDIR encoders and the SR decoder; "
-                   "a file of the same model and architecture is continued whole")
+                   "a file of the same model and architecture is continued whole; one with "
+                   "wider MLPs is narrowed (training.narrow), one with more residual blocks "
+                   "shortened (training.shorten)")
     g.add_argument("--teacher", metavar="FILE",
                    help="distil from a trained model file of the same kind (e.g. the shipped "
                    "paper-size DDIR for a compact student): its outputs on the same LR patches "

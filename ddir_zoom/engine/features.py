@@ -85,9 +85,9 @@ DDIR at x1.5, tone anchor's margin included, holds about 120 MB)."""
 SLIVER = 2
 """A region that reads at most this many rows or columns of a feature tile not yet encoded
 (the tone anchor's one-pixel ring around its tiles, where it crosses a feature tile's edge)
-takes them from a part (`FeatureTiles._project_part`) instead of encoding the whole tile for
-them: at x1.5 a 1280 x 800 view's anchor read two whole columns of feature tiles, a fifth of
-its encoding, for one LR column each."""
+takes them from a part (`FeatureTiles._project_part`, along the whole tile, kept with the
+projections) instead of encoding the whole tile for them: at x1.5 a 1280 x 800 view's anchor
+read two whole columns of feature tiles, a fifth of its encoding, for one LR column each."""
 
 
 def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
@@ -269,6 +269,17 @@ class FeatureTiles:
         return {branch: p[:, y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0].contiguous()
                 for branch, p in projected.items()}
 
+    def _sliver(self, tile: tuple[int, int], read: tuple[int, int, int, int]
+                ) -> tuple[int, int, int, int]:
+        """The part that stands for `read`, a sliver of feature tile `tile` (see SLIVER): the
+        same rows or columns across the whole tile, so that the next requests along that edge
+        (a view's other tiles) find it held."""
+        t = self.tile
+        y0, x0, y1, x1 = read
+        if x1 - x0 <= SLIVER:
+            return tile[0] * t, x0, min(self.size[0], (tile[0] + 1) * t), x1
+        return y0, tile[1] * t, y1, min(self.size[1], (tile[1] + 1) * t)
+
     def end_render(self) -> None:
         """Drop what a render held: the part of a hurry (see `grids`) and the blocks of a
         model that does not keep its projections."""
@@ -287,7 +298,8 @@ class FeatureTiles:
         on what was cached. With `parts` (a hurry), what the region reads of feature tiles
         not encoded is one part, computed alone or taken from the part held since an earlier
         request of the same hurry (see `end_render`); the grid may then extend past the
-        region."""
+        region. Without, a sliver of a tile not encoded (SLIVER) is a part of its own, kept
+        with the projections."""
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(self.size[0], y1), min(self.size[1], x1)
         b = self.block
@@ -316,12 +328,16 @@ class FeatureTiles:
                     rect = self._part[0]
                 stand_ins = dict.fromkeys(uncached, rect)
             elif uncached:
-                stand_ins = {tile: rect for tile, rect in reads.items()
+                stand_ins = {tile: self._sliver(tile, rect) for tile, rect in reads.items()
                              if min(rect[2] - rect[0], rect[3] - rect[1]) <= SLIVER}
                 features.update(self._encode_tiles(
                     [tile for tile in uncached if tile not in stand_ins]))
             whole = [key for key in missing if features[self._tile_of_block(*key)] is not None]
             made = {} if self._part is None else {self._part[0]: self._part[1]}
+            for rect in set(stand_ins.values()) - set(made):
+                held = self.projections.get((self.key, "sliver", *rect))
+                if held is not None:
+                    made[rect] = held
             rects = sorted(set(stand_ins.values()) - set(made))
             done = {}
 
@@ -338,6 +354,9 @@ class FeatureTiles:
             run_pieces(project, len(whole) + len(rects), self.device)
             if parts and uncached:
                 self._part = (rect, made[rect])
+            else:
+                for rect in rects:
+                    self.projections.put((self.key, "sliver", *rect), made[rect])
             for key in missing:  # its block's projections, or its part's (values, origin)
                 if key not in done:
                     rect = stand_ins[self._tile_of_block(*key)]
