@@ -7,11 +7,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def render_upscale(model, lr, scale: float):
+    """`model`'s whole upscale of RGB `lr` (1, 3, h, w) by `scale`, clamped to [0, 1]: every
+    output pixel's centre, as the engine asks for it."""
+    h, w = lr.shape[-2:]
+    rows, cols = int(h * scale), int(w * scale)
+    ys = (torch.arange(rows, dtype=torch.float64) + 0.5) / scale
+    xs = (torch.arange(cols, dtype=torch.float64) + 0.5) / scale
+    coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).view(1, -1, 2)
+    cells = torch.full((1, rows * cols, 2), 1 / scale)
+    grids, appearance = model.prepare(lr)
+    return model.query(grids, coords, cells, (h, w), appearance).clamp(0, 1)
+
+
+def psnr(a, b) -> float:
+    """PSNR (dB) of two tensors in [0, 1]."""
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
 
 
 @pytest.fixture

@@ -239,12 +239,9 @@ def test_projection_blocks_equal_whole_image_projections(rng):
         FeatureTiles(model, rgb, torch.device("cpu"), cache, key="m", tile=128, block=48)
 
 
-def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
-    """With `parts`, a region over feature tiles not yet encoded takes its projections from
-    features encoded for what it reads alone, one part: the same values as the whole tiles'
-    (and the whole image's), no tile encoded, nothing cached. A later request of the same
-    hurry inside that part reuses it until `end_render`; encoded tiles and cached blocks are
-    used as they are, and without `parts` tiles are encoded whole."""
+def _fresh_tiles_and_whole(rng):
+    """(a maker of empty FeatureTiles of 64 pixels over a 150 x 200 photo for a compact DDIR,
+    that photo's whole-image projections)."""
     torch.manual_seed(0)
     model = make_preset("ddir", "compact").eval()
     rgb = _photo(rng, 150, 200).rgb
@@ -254,6 +251,17 @@ def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
     def fresh():
         return FeatureTiles(model, rgb, torch.device("cpu"), ByteLRU(1 << 30, tensor_bytes),
                             key="m", tile=64, projections=ByteLRU(1 << 30, tensor_bytes))
+
+    return fresh, whole
+
+
+def test_parts_in_a_hurry_equal_whole_tile_projections_and_are_not_cached(rng):
+    """With `parts`, a region over feature tiles not yet encoded takes its projections from
+    features encoded for what it reads alone, one part: the same values as the whole tiles'
+    (and the whole image's), no tile encoded, nothing cached. A later request of the same
+    hurry inside that part reuses it until `end_render`; encoded tiles and cached blocks are
+    used as they are, and without `parts` tiles are encoded whole."""
+    fresh, whole = _fresh_tiles_and_whole(rng)
 
     # Rows 10-66 and columns 60-131 of a 64-pixel tile grid: six feature tiles.
     region = (10, 60, 67, 132)
@@ -297,15 +305,7 @@ def test_a_sliver_of_a_tile_not_encoded_comes_from_a_part(rng):
     """A region that reads at most SLIVER rows or columns of a feature tile not encoded (the
     tone anchor's ring crossing a tile's edge) takes them from a part: that tile is not
     encoded and the values equal the whole image's. A wider read encodes the tile whole."""
-    torch.manual_seed(0)
-    model = make_preset("ddir", "compact").eval()
-    rgb = _photo(rng, 150, 200).rgb
-    with torch.no_grad():
-        whole = model.project(model.encode(torch.from_numpy(rgb).permute(2, 0, 1)[None]))
-
-    def fresh():
-        return FeatureTiles(model, rgb, torch.device("cpu"), ByteLRU(1 << 30, tensor_bytes),
-                            key="m", tile=64, projections=ByteLRU(1 << 30, tensor_bytes))
+    fresh, whole = _fresh_tiles_and_whole(rng)
 
     assert features_module.SLIVER == 2
     for region, tiles in (((10, 63, 60, 120), [(0, 1)]),     # one column of tile (0, 0)

@@ -6,29 +6,15 @@ import pytest
 import torch
 
 from ddir_zoom.models import make_model, make_preset
+from tests.conftest import psnr, render_upscale
 from training import narrow, pretrained
 
 SMALL = {"encoder": {"n_resblocks": 1, "n_feats": 8}}
 
 
-def _render(model, lr: torch.Tensor, scale: float) -> torch.Tensor:
-    h, w = lr.shape[-2:]
-    rows, cols = int(h * scale), int(w * scale)
-    ys = (torch.arange(rows, dtype=torch.float64) + 0.5) / scale
-    xs = (torch.arange(cols, dtype=torch.float64) + 0.5) / scale
-    coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).view(1, -1, 2)
-    cells = torch.full((1, rows * cols, 2), 1 / scale)
-    grids, appearance = model.prepare(lr)
-    return model.query(grids, coords, cells, (h, w), appearance).clamp(0, 1)
-
-
 def _narrow(wide):
     """A fresh model like `wide` with MLPs half as wide."""
     return make_model({**wide.config, "hidden": [w // 2 for w in wide.hidden]})
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
 
 
 @pytest.mark.parametrize("name", ["ddir", "liif"])
@@ -39,7 +25,7 @@ def test_narrowing_to_the_same_width_copies_the_model(name):
     model = make_model({"model": name, **SMALL, "hidden": [16, 16]}).eval()
     narrow.narrow_into(model, source)
     lr = torch.rand(1, 3, 12, 14)
-    assert torch.equal(_render(model, lr, 2.3), _render(source, lr, 2.3))
+    assert torch.equal(render_upscale(model, lr, 2.3), render_upscale(source, lr, 2.3))
 
 
 def test_the_units_kept_are_those_that_carry_the_most():
@@ -76,10 +62,10 @@ def test_a_narrowed_and_refitted_model_stays_close_to_the_wide_one(seed):
     narrow.narrow_into(refitted, wide, narrow.calibration_crops(96), queries=2048)
     photo = narrow.calibration_crops(160)[0][..., 96:, 96:]  # apart from the 96-pixel crops
     for scale in (1.7, 3.2):
-        target = _render(wide, photo, scale)
-        refit_psnr = _psnr(_render(refitted, photo, scale), target)
+        target = render_upscale(wide, photo, scale)
+        refit_psnr = psnr(render_upscale(refitted, photo, scale), target)
         assert refit_psnr > 40.0
-        assert refit_psnr > _psnr(_render(cut, photo, scale), target) + 8.0
+        assert refit_psnr > psnr(render_upscale(cut, photo, scale), target) + 8.0
 
 
 def test_init_from_a_wider_model_narrows_it():

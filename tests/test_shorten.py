@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ddir_zoom.models import make_model
+from tests.conftest import psnr, render_upscale
 from training import narrow, pretrained, shorten
 from training.shorten import shorten_into
 
@@ -15,21 +16,6 @@ HIDDEN = [16, 16]
 def _ddir(blocks: int, feats: int = 8, hidden: list[int] = HIDDEN, name: str = "ddir"):
     return make_model({"model": name, "encoder": {"n_resblocks": blocks, "n_feats": feats},
                        "hidden": hidden}).eval()
-
-
-def _render(model, lr: torch.Tensor, scale: float) -> torch.Tensor:
-    h, w = lr.shape[-2:]
-    rows, cols = int(h * scale), int(w * scale)
-    ys = (torch.arange(rows, dtype=torch.float64) + 0.5) / scale
-    xs = (torch.arange(cols, dtype=torch.float64) + 0.5) / scale
-    coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).view(1, -1, 2)
-    cells = torch.full((1, rows * cols, 2), 1 / scale)
-    grids, appearance = model.prepare(lr)
-    return model.query(grids, coords, cells, (h, w), appearance).clamp(0, 1)
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
 
 
 def test_shortening_refuses_what_it_cannot_shorten():
@@ -65,7 +51,7 @@ def test_a_block_that_adds_nothing_is_the_one_dropped():
     for branch in mine:
         scale = theirs[branch].abs().max()
         assert (mine[branch] - theirs[branch]).abs().max() < 5e-2 * scale
-    assert _psnr(_render(model, lr, 2.3), _render(source, lr, 2.3)) > 45.0
+    assert psnr(render_upscale(model, lr, 2.3), render_upscale(source, lr, 2.3)) > 45.0
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -93,8 +79,8 @@ def test_the_refit_beats_dropping_blocks_alone(seed):
         for branch, decoder in dropped.decoders.items():
             decoder.load_state_dict(source.decoders[branch].state_dict())
     photo = narrow.calibration_crops(160)[0][..., 96:, 96:]  # apart from the 64-pixel crops
-    target = _render(source, photo, 2.7)
-    refit, drop = (_psnr(_render(m, photo, 2.7), target) for m in (refitted, dropped))
+    target = render_upscale(source, photo, 2.7)
+    refit, drop = (psnr(render_upscale(m, photo, 2.7), target) for m in (refitted, dropped))
     assert refit > drop + 8.0
 
 
