@@ -15,7 +15,7 @@ from ddir_zoom.engine.engine import first_pass_name
 from ddir_zoom.engine.export import export_geometry, export_region
 from ddir_zoom.engine.features import FeatureTiles, appearance_embedding, tensor_bytes
 from ddir_zoom.engine.lru import ByteLRU
-from ddir_zoom.engine.methods import Cancelled
+from ddir_zoom.engine.methods import Cancelled, NeuralMethod
 from ddir_zoom.engine.progressive import ProgressiveRenderer
 from ddir_zoom.engine.source import BACKGROUND, PREVIEW_TOLERANCE, sample_view
 from ddir_zoom.imaging import ImageSaveError, Photo, load_photo, to_uint8
@@ -447,6 +447,46 @@ def test_progressive_frame_then_tiles_equal_the_full_render(rng):
         assert again.pending == [] and np.array_equal(again.image, canvas)
     finally:
         renderer.close()
+
+
+def test_a_view_measures_its_tone_anchor_in_bands_after_its_first_tile(rng, monkeypatch):
+    """After a view's first (hurried) tile, the renderer measures the tone anchor of the whole
+    view in bands of ANCHOR_BAND LR rows (`Engine.measure_anchor`), so the view's other tiles
+    measure nothing; the refined view still equals the full render."""
+    engine = _engine(rng, h=300, w=400)
+    engine.methods["ddir"].model.tone_anchor = True
+    monkeypatch.setattr(methods_module, "ANCHOR_BAND", 64)
+    calls = []
+    real = NeuralMethod._measure_tiles
+
+    def spy(self, tiles, reference, appearance, hurry=False):
+        calls.append(hurry)
+        return real(self, tiles, reference, appearance, hurry)
+
+    monkeypatch.setattr(NeuralMethod, "_measure_tiles", spy)
+    renderer, got = _renderer(engine)
+    try:
+        view = View.centred(2.5, (150, 200), (3 * TILE, 3 * TILE))
+        frame = renderer.request(view, "ddir")
+        assert got.done.wait(120) and not got.errors
+        canvas = frame.image.copy()
+        for update in got.tiles:
+            y, x, h, w = update.rect
+            canvas[y:y + h, x:x + w] = update.pixels
+        # The hurried first tile at the two reference scales of x2.5, then the view's anchor
+        # rows (LR rows 73-228 and the low-pass radius of 6 around them: 6 tile rows of 32) in
+        # bands of two tile rows at each reference; the view's other 15 tiles measure nothing.
+        assert calls == [True, True] + [False] * 6
+        full = to_uint8(engine.render_region("ddir", 2.5, view.origin, view.size))
+        np.testing.assert_array_equal(canvas, full)
+    finally:
+        renderer.close()
+    # A model that does not keep its projections (the paper-size ones) is left to its tiles.
+    calls.clear()
+    engine.methods["ddir"].features.keep_projections = False
+    engine.clear_caches()
+    engine.measure_anchor("ddir", 2.5, view.origin, view.size)
+    assert calls == []
 
 
 def test_edge_tiles_are_refined_as_far_as_shown_then_grown(rng):

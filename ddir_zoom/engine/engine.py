@@ -155,6 +155,18 @@ class Engine:
             return self.method(method).render(as_scale(scale), offset, shape, cancelled,
                                               hurry)
 
+    def measure_anchor(self, method: str, scale: float | tuple[float, float],
+                       offset: tuple[float, float], shape: tuple[int, int],
+                       cancelled: Callable[[], bool] | None = None) -> None:
+        """Measure now the tone anchor that renders of this rectangle (a view) with `method`
+        will read, in large queries (`NeuralMethod.measure_anchor`), if `method` is a model
+        that keeps its projections (a first pass: the paper-size models' bands would hold
+        hundreds of megabytes of projections); nothing otherwise."""
+        neural = self.method(method)
+        if isinstance(neural, NeuralMethod) and neural.keep_projections:
+            with COMPUTE:
+                neural.measure_anchor(as_scale(scale), offset, shape, cancelled)
+
     def render_alpha(self, scale: float | tuple[float, float], offset: tuple[float, float],
                      shape: tuple[int, int]) -> np.ndarray | None:
         """The photo's alpha over the same rectangle (bicubic, or area at scales up to 1)."""

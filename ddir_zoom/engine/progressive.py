@@ -95,6 +95,7 @@ class _Job:
     done: int
     total: int
     started: bool = False  # a tile of it was rendered (the first goes in a hurry)
+    anchored: set = field(default_factory=set)  # methods whose anchor was measured for it
 
 
 @dataclass(frozen=True)
@@ -385,6 +386,11 @@ class ProgressiveRenderer:
         # only what it reads (`features.FeatureTiles.grids`); the tiles after it encode whole
         # tiles, which they and later views share.
         hurry, job.started = not job.started, True
+        if not hurry and method not in job.anchored:
+            # After the first tile, the tone anchor of the whole view in a few large queries
+            # (`Engine.measure_anchor`), not ring by ring around each tile.
+            job.anchored.add(method)
+            self.engine.measure_anchor(method, scale, view.origin, view.size, cancelled)
         rendered = _Rendered(rect, to_uint8(
             self.engine.render_region(method, scale, (y, x), (h, w), cancelled, hurry)))
         self.tiles.put((method, scale, tile), rendered)
