@@ -95,7 +95,7 @@ class _Job:
     done: int
     total: int
     started: bool = False  # a tile of it was rendered (the first goes in a hurry)
-    anchored: set = field(default_factory=set)  # methods whose anchor was measured for it
+    anchored: set[str] = field(default_factory=set)  # methods whose anchor it measured
 
 
 @dataclass(frozen=True)
@@ -387,10 +387,15 @@ class ProgressiveRenderer:
         # tiles, which they and later views share.
         hurry, job.started = not job.started, True
         if not hurry and method not in job.anchored:
-            # After the first tile, the tone anchor of the whole view in a few large queries
-            # (`Engine.measure_anchor`), not ring by ring around each tile.
+            # After the first tile, the tone anchor under the view's tiles still to refine in
+            # a few large queries (`Engine.measure_anchor`), not ring by ring around each.
             job.anchored.add(method)
-            self.engine.measure_anchor(method, scale, view.origin, view.size, cancelled)
+            todo = [self._render_rect(view, t) for m, t in [(method, tile), *job.pending]
+                    if m == method]
+            top, left = min(r[0] for r in todo), min(r[1] for r in todo)
+            bottom, right = max(r[0] + r[2] for r in todo), max(r[1] + r[3] for r in todo)
+            self.engine.measure_anchor(method, scale, (top, left), (bottom - top, right - left),
+                                       cancelled)
         rendered = _Rendered(rect, to_uint8(
             self.engine.render_region(method, scale, (y, x), (h, w), cancelled, hurry)))
         self.tiles.put((method, scale, tile), rendered)
