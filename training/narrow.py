@@ -50,7 +50,7 @@ def kept_units(weight_in: torch.Tensor, weight_out: torch.Tensor, count: int) ->
     return score.topk(count).indices.sort().values
 
 
-def _ridge(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ridge(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(W, b) minimising ||x W^T + b - y||^2 plus a small ridge on W, in float64."""
     x = torch.cat([x.double(), x.new_ones(x.shape[0], 1, dtype=torch.float64)], 1)
     gram = x.T @ x
@@ -76,7 +76,7 @@ def narrow_mlp(narrow: MLP, wide: MLP, inputs: torch.Tensor | None) -> None:
             b.bias.copy_(a.bias[keep])
         else:
             target = (wide_x @ a.weight.T + a.bias)[:, keep]
-            weight, bias = _ridge(narrow_x, target)
+            weight, bias = ridge(narrow_x, target)
             b.weight.copy_(weight)
             b.bias.copy_(bias)
         if inputs is not None and not last:

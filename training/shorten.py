@@ -22,7 +22,7 @@ from torch import nn
 
 from ddir_zoom.models import ImplicitSR
 from ddir_zoom.models.edsr import EDSREncoder
-from training.narrow import RIDGE
+from training.narrow import ridge
 
 MOST_SUBSETS = 70
 """Block subsets tried per encoder at most (all of them for 4 of 8 blocks); beyond, the first
@@ -45,24 +45,20 @@ def _body_input(encoder: EDSREncoder, blocks: list[int], rgb: torch.Tensor
     head = encoder.head((rgb - 0.5) / 0.5)
     x = head
     for index in blocks:
-        x = encoder.body[index](x.clone())  # ResBlock adds in place
+        x = encoder.body[index](x)  # a ResBlock adds into its own output, not into x
     return head, x
 
 
 def _refit_tail(inputs: list[torch.Tensor], targets: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """A 3 x 3 conv (weight, bias) from `inputs` to `targets` (each (1, C, h, w)) by ridge least
-    squares, and its mean squared error."""
-    x = torch.cat([F.unfold(i, 3, padding=1)[0].T for i in inputs]).double()  # (N, 9C)
-    y = torch.cat([t.flatten(2)[0].T for t in targets]).double()  # (N, C)
-    x1 = torch.cat([x, x.new_ones(len(x), 1)], 1)
-    gram = x1.T @ x1
-    gram[:-1, :-1] += RIDGE * gram.diagonal()[:-1].mean() * torch.eye(x.shape[1]).double()
-    solution = torch.linalg.solve(gram, x1.T @ y)
-    error = float(((x1 @ solution - y) ** 2).mean())
+    """A 3 x 3 conv (weight, bias) from `inputs` to `targets` (each (1, C, h, w)) by the ridge
+    least squares of `narrow.ridge`, and its mean squared error."""
+    x = torch.cat([F.unfold(i, 3, padding=1)[0].T for i in inputs])  # (N, 9C)
+    y = torch.cat([t.flatten(2)[0].T for t in targets])  # (N, C)
+    weight, bias = ridge(x, y)
+    error = float(((x @ weight.T + bias - y) ** 2).mean())
     channels = y.shape[1]
-    weight = solution[:-1].T.reshape(channels, channels, 3, 3)
-    return weight.float(), solution[-1].float(), error
+    return weight.reshape(channels, channels, 3, 3), bias, error
 
 
 @torch.no_grad()
@@ -80,7 +76,7 @@ def shorten_into(model: ImplicitSR, source: ImplicitSR, calibration: list[torch.
         for rgb in calibration:
             head, _ = _body_input(deep, [], rgb)
             heads.append(head)
-            targets.append(deep.body(head.clone()))  # what the body adds to the head
+            targets.append(deep.body(head))  # what the body adds to the head
         subsets = list(itertools.islice(
             itertools.combinations(range(deep.n_resblocks), short.n_resblocks), MOST_SUBSETS))
         best = None

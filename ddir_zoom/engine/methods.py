@@ -219,18 +219,14 @@ class NeuralMethod:
         correction (`models.tone_anchor`). The low-pass is linear and its weights are the same
         for every reference, so blending the d_r first equals blending the corrections up to
         rounding, with one low-pass instead of two."""
-        h, w = self.rgb.shape[:2]
         y0, x0, y1, x1 = region
         sigma = tone_anchor.sigma_of(self.model)
-        radius, t = tone_anchor.radius(sigma), ANCHOR_TILE
-        ey0, ex0 = max(0, y0 - radius), max(0, x0 - radius)
-        ey1, ex1 = min(h, y1 + radius), min(w, x1 + radius)
+        (ey0, ex0, ey1, ex1), tile_rows, tile_cols = self._anchor_extent(region)
         # The photo's pixels and the sampling mask are the same for every reference.
         lr = to_tensor(self.rgb[ey0:ey1, ex0:ex1], self.device)
         valid = tone_anchor.sampled((ey0, ex0), (ey1 - ey0, ex1 - ex0), self.device)
+        t = ANCHOR_TILE
         ty0, tx0 = (ey0 // t) * t, (ex0 // t) * t
-        tile_rows = range(ey0 // t, (ey1 - 1) // t + 1)
-        tile_cols = range(ex0 // t, (ex1 - 1) // t + 1)
         tiles = [(ty, tx) for ty in tile_rows for tx in tile_cols]
         measured = {}
         for reference, _ in tone_anchor.references(scale):
@@ -240,6 +236,18 @@ class NeuralMethod:
                                                          ex0 - tx0:ex1 - tx0]
         field = tone_anchor.correction(lr, tone_anchor.blend(measured, scale), valid, sigma)
         return field[:, :, y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
+
+    def _anchor_extent(self, region: tuple[int, int, int, int]
+                       ) -> tuple[tuple[int, int, int, int], range, range]:
+        """What the anchor of LR pixels `region` reads: the region and the low-pass's radius
+        around it, clipped to the photo, and the rows and columns of anchor tiles over that."""
+        h, w = self.rgb.shape[:2]
+        y0, x0, y1, x1 = region
+        radius, t = tone_anchor.radius(tone_anchor.sigma_of(self.model)), ANCHOR_TILE
+        ey0, ex0 = max(0, y0 - radius), max(0, x0 - radius)
+        ey1, ex1 = min(h, y1 + radius), min(w, x1 + radius)
+        return ((ey0, ex0, ey1, ex1), range(ey0 // t, (ey1 - 1) // t + 1),
+                range(ex0 // t, (ex1 - 1) // t + 1))
 
     def _anchor_tiles(self, tiles: list[tuple[int, int]], reference: float, appearance,
                       cancelled: Callable[[], bool] | None, hurry: bool = False
@@ -271,13 +279,8 @@ class NeuralMethod:
         `cancelled` says so between bands."""
         if not self.model.tone_anchor or max(scale) <= 1.0:
             return
-        h, w = self.rgb.shape[:2]
-        y0, x0, y1, x1 = self.lr_region(scale, offset, shape)
-        radius = tone_anchor.radius(tone_anchor.sigma_of(self.model))
-        t = ANCHOR_TILE
-        rows = range(max(0, y0 - radius) // t, (min(h, y1 + radius) - 1) // t + 1)
-        cols = range(max(0, x0 - radius) // t, (min(w, x1 + radius) - 1) // t + 1)
-        band = max(1, ANCHOR_BAND // t)
+        _, rows, cols = self._anchor_extent(self.lr_region(scale, offset, shape))
+        band = max(1, ANCHOR_BAND // ANCHOR_TILE)
         appearance = self.appearance
 
         def measure() -> None:
