@@ -8,14 +8,16 @@ only in how d_r samples each LR pixel and at which reference scales:
   tone check measures; exact, but needs the whole render first)
 - centre: one point, the pixel centre (the first anchor)
 - quadrant: one point, (+1/4, +1/4) from the centre
-- diagonal: two points, (-1/4, -1/4) and (+1/4, +1/4) (the shipped anchor)
+- diagonal: two points, (-1/4, -1/4) and (+1/4, +1/4) (the paper-size DDIR's anchor)
 - four: the 2 x 2 midpoint rule
 - sixteen: the 4 x 4 midpoint rule
-each at the references (1.5, 3, 8), and centre and diagonal also at (2, 8) (the first anchor's);
-and `tone_anchor.correction_region` itself, as shipped ("shipped"), with STRIDE 2 (the
-diagonal pair in every other row and column: a quarter of the cost) and averaging the model's
-raw output instead of its colours clamped to [0, 1] (CLAMP False, the anchor before
-2026-11-23). The sampling variants average clamped colours, as shipped.
+every pixel at all of its points, each at the references (1.5, 3, 8), and centre and diagonal
+also at (2, 8) (the first anchor's); and `tone_anchor.correction_region` itself, as the model's
+file asks ("shipped"), with the diagonal pair in a checkerboard, one point per pixel (the
+student's, `tone_anchor.checkerboard`), alternating by row instead, with STRIDE 2 (the pair in
+every other row and column: a quarter of the cost) and averaging the model's raw output
+instead of its colours clamped to [0, 1] (CLAMP False, the anchor before 2026-11-23). The
+sampling variants average clamped colours, as shipped.
 Prints MAD / contrast change (levels, `training.tone`) per photo and scale, and the worst.
 
     PYTHONPATH=. python benchmarks/tone_anchor_sampling.py ../shared/data/benchmarks/b100 --limit 3
@@ -57,7 +59,8 @@ SAMPLINGS = {
 }
 VARIANTS = [(name, (1.5, 3.0, 8.0)) for name in SAMPLINGS] + [
     ("centre", (2.0, 8.0)), ("diagonal", (2.0, 8.0))]
-SHIPPED = [("shipped", {}), ("shipped with stride 2", {"STRIDE": 2}),
+SHIPPED = [("shipped", {}), ("diagonal in a checkerboard", {"checkerboard": True}),
+           ("shipped with stride 2", {"STRIDE": 2}),
            ("shipped on the raw output", {"CLAMP": False})]
 
 
@@ -75,11 +78,43 @@ def anchor_constants(**values):
 
 
 def field(model, grids, appearance, lr: torch.Tensor, scale: float,
-          **constants) -> torch.Tensor:
-    """c_r at reference `scale`, by `tone_anchor.correction_region` with `constants`."""
+          checkerboard: bool | None = None, **constants) -> torch.Tensor:
+    """c_r at reference `scale`, by `tone_anchor.correction_region` with `constants`, and in
+    a checkerboard or not (None: as the model's file asks)."""
     h, w = lr.shape[-2:]
-    with anchor_constants(**constants):
-        return ta.correction_region(model, grids, lr, (0, 0), (h, w), appearance, scale)
+    own = model.tone_anchor_checkerboard
+    if checkerboard is not None:
+        model.tone_anchor_checkerboard = checkerboard
+    try:
+        with anchor_constants(**constants):
+            return ta.correction_region(model, grids, lr, (0, 0), (h, w), appearance, scale)
+    finally:
+        model.tone_anchor_checkerboard = own
+
+
+def field_points(model, grids, appearance, lr: torch.Tensor, scale: float,
+                 offsets: list[tuple[float, float]]) -> torch.Tensor:
+    """d_r at reference `scale` with every pixel sampled at all of `offsets`."""
+    h, w = lr.shape[-2:]
+    own = model.tone_anchor_checkerboard
+    model.tone_anchor_checkerboard = False
+    try:
+        with anchor_constants(SAMPLE_OFFSETS=offsets):
+            return ta.measure(model, grids, (0, 0), (h, w), (h, w), appearance, scale)
+    finally:
+        model.tone_anchor_checkerboard = own
+
+
+def field_by_row(model, grids, appearance, lr: torch.Tensor, scale: float) -> torch.Tensor:
+    """c_r at reference `scale` with the diagonal pair alternating by row, not in a
+    checkerboard: rows of even photo index at the first point, odd rows at the second."""
+    h, w = lr.shape[-2:]
+    d = []
+    for offset in ta.SAMPLE_OFFSETS:
+        d.append(field_points(model, grids, appearance, lr, scale, [offset]))
+    even = (torch.arange(h) % 2 == 0).view(1, 1, h, 1)
+    return ta.correction(lr, torch.where(even, d[0], d[1]), torch.ones(1, 1, h, w),
+                         ta.sigma_of(model))
 
 
 def blended(fields: dict[float, torch.Tensor], refs: tuple[float, ...], s: float
@@ -137,11 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         lr = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
         grids, appearance = model.prepare(lr)
         c_r = {(r, sampling): field(model, grids, appearance, lr, r,
-                                    SAMPLE_OFFSETS=SAMPLINGS[sampling])
+                                    checkerboard=False, SAMPLE_OFFSETS=SAMPLINGS[sampling])
                for sampling, refs in variants for r in refs}
         shipped = {key: {r: field(model, grids, appearance, lr, r, **constants)
                          for r in ta.REFERENCE_SCALES}
                    for key, constants in SHIPPED if key == "shipped" or not args.shipped_only}
+        if not args.shipped_only:
+            shipped["diagonal alternating by row"] = {
+                r: field_by_row(model, grids, appearance, lr, r) for r in ta.REFERENCE_SCALES}
         for s in photo_scales:
             y = upscale_image(model, photo, s)
             h, w = photo.shape[:2]

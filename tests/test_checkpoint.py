@@ -108,14 +108,15 @@ def test_shipping_a_run_adds_the_tone_anchor_and_keeps_the_record(tmp_path, mode
     save_checkpoint(model, source, {"iterations": 800, "command": "python -m training.train"})
     target = tmp_path / "shipped.safetensors"
     assert ship.main([str(source), str(target), "--tone-anchor", "--train-scales", "1.5,8",
-                      "--tone-anchor-sigma", "1.5"]) == 0
+                      "--tone-anchor-sigma", "1.5", "--tone-anchor-checkerboard"]) == 0
     shipped, info = load_checkpoint(target)
     assert shipped.tone_anchor and info["tone_anchor"] is True
-    assert shipped.tone_anchor_sigma == 1.5
+    assert shipped.tone_anchor_sigma == 1.5 and shipped.tone_anchor_checkerboard
     assert info["iterations"] == 800 and info["train_scales"] == [1.5, 8.0]
     for key, value in model.state_dict().items():
         assert torch.equal(shipped.state_dict()[key], value), key
     assert not load_checkpoint(source)[0].tone_anchor
+    assert not load_checkpoint(source)[0].tone_anchor_checkerboard
     assert ship.main([str(source), str(target)]) == 1  # no --force: the file stays
     assert load_checkpoint(target)[0].tone_anchor
 
@@ -131,3 +132,11 @@ def test_a_bad_tone_anchor_sigma_is_refused(tmp_path, model, sigma):
 def test_no_tone_anchor_sigma_means_the_default(tmp_path, model):
     path = save_checkpoint(model, tmp_path / "m.safetensors", {"tone_anchor": True})
     assert load_checkpoint(path)[0].tone_anchor_sigma is None
+
+
+@pytest.mark.parametrize("value", [1, "yes", None, [True]])
+def test_a_bad_tone_anchor_checkerboard_is_refused(tmp_path, model, value):
+    path = save_checkpoint(model, tmp_path / "m.safetensors",
+                           {"tone_anchor": True, "tone_anchor_checkerboard": value})
+    with pytest.raises(CheckpointError, match="tone_anchor_checkerboard"):
+        load_checkpoint(path)

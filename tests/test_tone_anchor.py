@@ -3,6 +3,8 @@ drift out."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -44,18 +46,20 @@ def test_the_anchor_takes_a_drift_out(scale):
     assert anchored.mad_255 < 0.1 * drifting.mad_255
 
 
-@pytest.mark.parametrize("scale, stride, sigma", [
-    (1.5, 1, None), (2.7, 1, None), (5.0, 1, None), (2.7, 2, None), (2.7, 1, 1.5),
-    (5.0, 1, 3.0)])
-def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, sigma, monkeypatch):
+@pytest.mark.parametrize("scale, stride, sigma, checkerboard", [
+    (1.5, 1, None, False), (2.7, 1, None, False), (5.0, 1, None, False), (2.7, 2, None, False),
+    (2.7, 1, 1.5, False), (5.0, 1, 3.0, False), (1.5, 1, 1.5, True), (2.7, 2, None, True)])
+def test_tiles_equal_the_whole_image_with_the_anchor(scale, stride, sigma, checkerboard,
+                                                     monkeypatch):
     """Small anchor tiles (and the 150 x 170 photo spans 2 x 2 feature tiles), so that renders
-    cross several of each; sparse sampling (STRIDE 2) and a model's own low-pass width, with
-    its own reach, must be tile-exact too."""
+    cross several of each; sparse sampling (STRIDE 2), a model's own low-pass width, with
+    its own reach, and a checkerboard of sample points must be tile-exact too."""
     monkeypatch.setattr(methods_module, "ANCHOR_TILE", 16)
     monkeypatch.setattr(tone_anchor, "STRIDE", stride)
     photo = _photo()
     model = _drifting_model(True)
     model.tone_anchor_sigma = sigma
+    model.tone_anchor_checkerboard = checkerboard
     whole = upscale_image(model, photo, scale)
     engine = Engine(Photo(rgb=photo), device="cpu")
     engine.add_model("ddir", model)
@@ -84,11 +88,14 @@ def test_a_model_s_own_low_pass_width_is_used():
     assert tone_anchor.radius(1.0) == 3 and tone_anchor.radius() == tone_anchor.RADIUS
 
 
-def test_tiles_are_measured_as_the_rectangles_they_fill_with_the_same_values():
+@pytest.mark.parametrize("checkerboard", [False, True])
+def test_tiles_are_measured_as_the_rectangles_they_fill_with_the_same_values(checkerboard):
     """Anchor tiles are measured as the rectangles they fill, each as its grid of points: bit
     for bit what gathering their points one by one gives, for a full rectangle, an L (a
-    view's later tiles) and scattered tiles, in the order asked."""
+    view's later tiles) and scattered tiles, in the order asked; with every sample point in
+    every pixel or one per pixel in a checkerboard."""
     model = _drifting_model(True)
+    model.tone_anchor_checkerboard = checkerboard
     lr = torch.from_numpy(_photo(60, 70).transpose(2, 0, 1).copy())[None]
     grids, appearance = model.prepare(lr)
     box = [((y, x), (min(60, y + 16) - y, min(70, x + 16) - x))
@@ -133,6 +140,26 @@ def test_the_anchor_samples_the_pixel_area_not_its_centre():
     offsets = np.array(tone_anchor.SAMPLE_OFFSETS)
     assert len(offsets) >= 2 and np.allclose(offsets.mean(0), 0.0)
     assert np.all(np.abs(offsets) < 0.5) and not np.any(np.all(offsets == 0.0, axis=1))
+
+
+@pytest.mark.parametrize("origin, shape", [((0, 0), (6, 7)), ((13, 4), (5, 9)), ((7, 30), (1, 1))])
+def test_the_anchor_samples_a_checkerboard_of_the_two_points(origin, shape):
+    """For a model that asks for it, pixel (i, j) is measured at the first offset where i + j
+    is even and the second where it is odd, by photo index, whatever the rectangle's origin:
+    one query per pixel."""
+    assert len(tone_anchor.SAMPLE_OFFSETS) == 2
+    model = _drifting_model(True)
+    model.tone_anchor_checkerboard = True
+    lr = torch.from_numpy(_photo(40, 50).transpose(2, 0, 1).copy())[None]
+    grids, appearance = model.prepare(lr)
+    d = tone_anchor.measure(model, grids, origin, shape, (40, 50), appearance, 3.0)
+    (y0, x0), (h, w) = origin, shape
+    for i, j in itertools.product(range(y0, y0 + h), range(x0, x0 + w)):
+        dy, dx = tone_anchor.SAMPLE_OFFSETS[(i + j) % 2]
+        point = torch.tensor([[[i + 0.5 + dy, j + 0.5 + dx]]], dtype=torch.float64)
+        colour = model.query(grids, point, torch.full((1, 1, 2), 1 / 3.0), (40, 50), appearance)
+        torch.testing.assert_close(d[0, :, i - y0, j - x0], colour[0, 0].clamp(0, 1),
+                                   rtol=0, atol=1e-6)
 
 
 def test_the_anchor_measures_the_clamped_colours_it_shows():

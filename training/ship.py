@@ -6,7 +6,8 @@
 The weights and the run's record (data, command, iterations) are kept as they are; `--tone-anchor`
 sets `"tone_anchor": true` (`ddir_zoom/models/tone_anchor.py`: the viewer, export and evaluation
 then take the model's tone drift out), `--tone-anchor-sigma` the width of its low-pass for this
-model, and `--train-scales` records the scales it was trained on.
+model, `--tone-anchor-checkerboard` one sample point per pixel instead of two (half the anchor's
+cost, `tone_anchor.checkerboard`), and `--train-scales` records the scales it was trained on.
 The output is written atomically and refused if it exists, unless `--force`.
 """
 
@@ -21,7 +22,8 @@ from ddir_zoom.models.tone_anchor import check_sigma
 
 
 def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
-         train_scales: tuple[float, float] | None = None, sigma: float | None = None) -> dict:
+         train_scales: tuple[float, float] | None = None, sigma: float | None = None,
+         checkerboard: bool = False) -> dict:
     """Write `source`'s model to `target` with the info changes; returns the new info."""
     model, info = load_checkpoint(source, "cpu")
     info = dict(info)
@@ -29,6 +31,8 @@ def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
         info["tone_anchor"] = True
     if sigma is not None:
         info["tone_anchor_sigma"] = check_sigma(sigma)
+    if checkerboard:
+        info["tone_anchor_checkerboard"] = True
     if train_scales is not None:
         info["train_scales"] = list(train_scales)
     save_checkpoint(model, target, info)
@@ -45,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tone-anchor-sigma", type=float,
                         help="the anchor's low-pass in LR pixels (default: "
                         "ddir_zoom.models.tone_anchor.SIGMA)")
+    parser.add_argument("--tone-anchor-checkerboard", action="store_true",
+                        help="the anchor samples one point per pixel, in a checkerboard (half "
+                        "the cost; measure its tones with training.evaluate --tone)")
     parser.add_argument("--train-scales", help="MIN,MAX: the scales it was trained on")
     parser.add_argument("--force", action="store_true", help="replace an existing target")
     args = parser.parse_args(argv)
@@ -59,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--train-scales takes MIN,MAX, e.g. 1.5,8")
         scales = (low, high)
     try:
-        info = ship(args.source, args.target, args.tone_anchor, scales, args.tone_anchor_sigma)
+        info = ship(args.source, args.target, args.tone_anchor, scales, args.tone_anchor_sigma,
+                    args.tone_anchor_checkerboard)
     except (CheckpointError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -47,6 +47,7 @@ class ImplicitSR(nn.Module):
         self.channels_last = False
         self.tone_anchor = False  # see models.tone_anchor; set from the model file's info
         self.tone_anchor_sigma: float | None = None  # and its low-pass, None for the default
+        self.tone_anchor_checkerboard = False  # and one sample point per pixel, in turn
 
     @property
     def precision(self) -> str:

@@ -139,6 +139,11 @@ def load_checkpoint(
     model.load_state_dict(state)
     model.tone_anchor = info.get("tone_anchor") is True
     model.tone_anchor_sigma = _anchor_sigma(path, info)
+    checkerboard = info.get("tone_anchor_checkerboard", False)
+    if not isinstance(checkerboard, bool):
+        raise CheckpointError(f"{path}: bad tone_anchor_checkerboard {checkerboard!r} "
+                              "(true or false)")
+    model.tone_anchor_checkerboard = checkerboard
     return model.to(device).eval(), info
 
 

@@ -10,7 +10,8 @@ and takes it out of every query:
              points (-1/4, -1/4) and (+1/4, +1/4) LR pixels from the centre of LR pixel i,
              rendered at reference scale r (cell 1 / r): the two-point midpoint rule for the
              area mean of the zoom over pixel i, which is what the zoom shrunk back to the
-             photo's grid shows there
+             photo's grid shows there (a model file may ask for one of the two points per
+             pixel, in a checkerboard: `checkerboard`)
     c_r    = G_sigma * (LR - d_r)      a Gaussian low-pass, SIGMA LR pixels, on the LR grid
     y'(q)  = y(q) + bilinear(c)(q)     for a query q at scale s, where c interpolates the c_r of
              the two REFERENCE_SCALES around s linearly in log s (the nearest one outside them)
@@ -19,12 +20,13 @@ Measured (benchmarks/tone_anchor_sampling.py, worst MAD / contrast change in lev
 the pixel centre alone left 1.26 / 1.18 on B100 photos at x1.5-x8, because the centre is the
 one point that a single latent decodes (the local ensemble's weights are 1, 0, 0, 0 there) and
 a model is biased there; the two diagonal points measure as well as four (0.37 / 0.29), one
-point does not (1.38 / 0.75). Two reference scales (x2, x8) left 0.82 levels of contrast at
-x1.5; three bracket every zoom closely enough. A sigma of 3 left 1.09 levels of contrast on
-Set14 at x3.7 (even corrected from the render itself); sigma 2 leaves 0.86. Averaging the
-model's raw output instead of its clamped colours left the distilled student 0.58 / 1.77 on
-B100 photos (its overshoots past white are clipped on screen but were counted by the anchor);
-clamped, 0.36 / 0.59.
+point does not (1.38 / 0.75); the pair in a checkerboard costs half and measures nearly as
+well for the student, not for the paper-size model (`checkerboard`). Two reference scales
+(x2, x8) left 0.82 levels of contrast at x1.5; three bracket every zoom closely enough. A sigma of 3
+left 1.09 levels of contrast on Set14 at x3.7 (even corrected from the render itself); sigma 2
+leaves 0.86. Averaging the model's raw output instead of its clamped colours left the
+distilled student 0.58 / 1.77 on B100 photos (its overshoots past white are clipped on screen
+but were counted by the anchor); clamped, 0.36 / 0.59.
 
 c only holds what a blur of SIGMA LR pixels keeps, so detail is untouched; the zoom shrunk back to
 the photo's grid then has the photo's low-pass (`training.tone` measures exactly that).
@@ -34,11 +36,13 @@ with no halo (`measure`, tile-exact, see `engine.features`), once per photo and 
 (cached by the engine); the low-pass is zero-padded and renormalised at the photo's border
 only, so c over a region, low-passed from the d around it RADIUS pixels wide (`correction`),
 equals the whole photo's c there: a viewport tile, an export and a whole-image render get the
-same pixels (tested). It costs two decoder evaluations (SAMPLE_OFFSETS) per LR pixel for each
-of the (at most two) reference scales a zoom needs, and per query a bilinear lookup.
+same pixels (tested). It costs two decoder evaluations (SAMPLE_OFFSETS; one in a checkerboard)
+per LR pixel for each of the (at most two) reference scales a zoom needs, and per query a
+bilinear lookup.
 
 A model file opts in with `"tone_anchor": true` in its info (`load_checkpoint` sets
-`model.tone_anchor`, and `model.tone_anchor_sigma` from `"tone_anchor_sigma"`, see SIGMA); the
+`model.tone_anchor`, `model.tone_anchor_sigma` from `"tone_anchor_sigma"`, see SIGMA, and
+`model.tone_anchor_checkerboard` from `"tone_anchor_checkerboard"`, see `checkerboard`); the
 official LIIF weights are used as published.
 """
 
@@ -73,6 +77,22 @@ left 1.16, and four sample points per pixel instead of two 1.20: the low-pass wa
 SIGMA_RANGE = (0.5, 8.0)
 """What a model file may ask for: narrower would pass detail, wider reaches too far."""
 RADIUS = math.ceil(3 * SIGMA)
+
+
+def checkerboard(model: ImplicitSR) -> bool:
+    """Whether `model`'s anchor samples each LR pixel at one of SAMPLE_OFFSETS, in turn by
+    photo index (pixel (i, j) the ((i + j) // STRIDE) % len(SAMPLE_OFFSETS)-th: a checkerboard
+    of the diagonal pair), instead of at all of them: half the decoding. The pair's difference
+    then alternates from pixel to pixel, the highest frequency there is, which the low-pass
+    removes; what the model's output holds at that frequency aliases into the correction.
+    Measured (benchmarks/tone_anchor_sampling.py, eight B100 photos at x1.5-x8, worst MAD /
+    contrast change in levels): the distilled student 0.35 / 0.76 against 0.30 / 0.62 with
+    both points (on Set14 at x3.7 0.60 / 0.63 against 0.59 / 0.58), so its file asks for it
+    (`"tone_anchor_checkerboard": true`, the viewer's first pass, where a second counts); the
+    paper-size DDIR, whose output holds more fine detail, 0.66 / 0.60 against 0.38 / 0.29, so
+    it keeps both. Alternating by row instead left 0.99 / 0.77 for the student (the pair's
+    difference aliases from a whole band of frequencies)."""
+    return model.tone_anchor_checkerboard
 
 
 def sigma_of(model: ImplicitSR) -> float:
@@ -195,14 +215,31 @@ def _measure_box(model: ImplicitSR, grids: dict[str, LatentGrid],
                  tiles: list[tuple[tuple[int, int], tuple[int, int]]],
                  image_hw: tuple[int, int], appearance: torch.Tensor | None,
                  reference: float) -> list[torch.Tensor]:
-    """`measure_tiles` of tiles that fill `box`, every pixel sampled (STRIDE 1)."""
+    """`measure_tiles` of tiles that fill `box`, every pixel sampled (STRIDE 1). In a
+    checkerboard (`checkerboard`), the pixels of one offset are k x k strided grids (k
+    offsets): those whose row and column are a and b modulo k take the offset (a + b) mod k."""
     device = next(iter(grids.values())).values.device
     y0, x0, y1, x1 = box
-    rows = torch.arange(y0, y1, device=device).to(torch.float64) + 0.5
-    cols = torch.arange(x0, x1, device=device).to(torch.float64) + 0.5
-    colours = [model.query_grid(grids, rows + dy, cols + dx, (1.0 / reference, 1.0 / reference),
-                                image_hw, appearance) for dy, dx in SAMPLE_OFFSETS]
-    d = _average(colours)[0].view(y1 - y0, x1 - x0, 3).permute(2, 0, 1)[None]
+    cell = (1.0 / reference, 1.0 / reference)
+
+    def colours(first: tuple[int, int], step: int, offset: tuple[float, float]
+                ) -> torch.Tensor:
+        rows = torch.arange(y0 + first[0], y1, step, device=device).to(torch.float64) + 0.5
+        cols = torch.arange(x0 + first[1], x1, step, device=device).to(torch.float64) + 0.5
+        rgb = model.query_grid(grids, rows + offset[0], cols + offset[1], cell, image_hw,
+                               appearance)
+        return rgb[0].view(len(rows), len(cols), 3).permute(2, 0, 1)[None]
+
+    if checkerboard(model):
+        k = len(SAMPLE_OFFSETS)
+        d = torch.empty(1, 3, y1 - y0, x1 - x0, device=device)
+        for a, b in itertools.product(range(k), repeat=2):
+            first = ((a - y0) % k, (b - x0) % k)  # the box's first row and column ≡ a, b
+            if first[0] < y1 - y0 and first[1] < x1 - x0:
+                d[:, :, first[0]::k, first[1]::k] = _average(
+                    [colours(first, k, SAMPLE_OFFSETS[(a + b) % k])])
+    else:
+        d = _average([colours((0, 0), 1, offset) for offset in SAMPLE_OFFSETS])
     return [d[:, :, oy - y0:oy - y0 + h, ox - x0:ox - x0 + w].contiguous()
             for (oy, ox), (h, w) in tiles]
 
@@ -222,10 +259,18 @@ def _measure_points(model: ImplicitSR, grids: dict[str, LatentGrid],
         layouts.append((shape, rows, cols))
     centres = torch.cat(centres)[None]
     n = centres.shape[1]
-    coords = torch.cat([centres + centres.new_tensor(offset) for offset in SAMPLE_OFFSETS], 1)
-    cells = torch.full_like(coords, 1.0 / reference, dtype=torch.float32)
-    colours = model.query(grids, coords, cells, image_hw, appearance)  # (1, k * n, 3)
-    d = _average([colours[:, k * n:(k + 1) * n] for k in range(len(SAMPLE_OFFSETS))])
+    offsets = centres.new_tensor(SAMPLE_OFFSETS)
+    if checkerboard(model):
+        # Each pixel at its offset: (row + column) // STRIDE modulo the offsets' count.
+        turn = (centres.sum(-1) - 1.0).long() // STRIDE % len(SAMPLE_OFFSETS)
+        coords = centres + offsets[turn]
+        cells = torch.full_like(coords, 1.0 / reference, dtype=torch.float32)
+        d = _average([model.query(grids, coords, cells, image_hw, appearance)])
+    else:
+        coords = torch.cat([centres + offset for offset in offsets], 1)
+        cells = torch.full_like(coords, 1.0 / reference, dtype=torch.float32)
+        colours = model.query(grids, coords, cells, image_hw, appearance)  # (1, k * n, 3)
+        d = _average([colours[:, k * n:(k + 1) * n] for k in range(len(SAMPLE_OFFSETS))])
     measured, start = [], 0
     for (h, w), rows, cols in layouts:
         part = d[0, start:start + len(rows) * len(cols)]
