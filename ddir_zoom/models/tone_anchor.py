@@ -16,17 +16,18 @@ and takes it out of every query:
     y'(q)  = y(q) + bilinear(c)(q)     for a query q at scale s, where c interpolates the c_r of
              the two REFERENCE_SCALES around s linearly in log s (the nearest one outside them)
 
-Measured (benchmarks/tone_anchor_sampling.py, worst MAD / contrast change in levels): sampling
-the pixel centre alone left 1.26 / 1.18 on B100 photos at x1.5-x8, because the centre is the
-one point that a single latent decodes (the local ensemble's weights are 1, 0, 0, 0 there) and
-a model is biased there; the two diagonal points measure as well as four (0.37 / 0.29), one
-point does not (1.38 / 0.75); the pair in a checkerboard costs half and measures nearly as
-well for the student, not for the paper-size model (`checkerboard`). Two reference scales
-(x2, x8) left 0.82 levels of contrast at x1.5; three bracket every zoom closely enough. A sigma of 3
-left 1.09 levels of contrast on Set14 at x3.7 (even corrected from the render itself); sigma 2
-leaves 0.86. Averaging the model's raw output instead of its clamped colours left the
-distilled student 0.58 / 1.77 on B100 photos (its overshoots past white are clipped on screen
-but were counted by the anchor); clamped, 0.36 / 0.59.
+Measured (benchmarks/tone_anchor_sampling.py, worst MAD / contrast change in levels, the
+paper-size DDIR on eight B100 photos at x1.5-x8): sampling the pixel centre alone left
+1.26 / 1.90, because the centre is the one point that a single latent decodes (the local
+ensemble's weights are 1, 0, 0, 0 there) and a model is biased there; the two diagonal points
+measure as well as four (0.38 / 0.29 against 0.37 / 0.34), one point does not (1.38 / 0.74);
+the pair in a checkerboard costs half and measures nearly as well for the student, not for
+the paper-size model (`checkerboard`). Two reference scales (x2, x8) left 0.82 levels of
+contrast at x1.5; three bracket every zoom closely enough. A sigma of 3 left 1.09 levels of
+contrast on Set14 at x3.7 (even corrected from the render itself); sigma 2 leaves 0.86.
+Averaging the model's raw output instead of its clamped colours left the distilled student
+0.58 / 1.77 on B100 photos, clamped 0.36 / 0.59 (both points per pixel; its overshoots past
+white are clipped on screen but were counted by the anchor).
 
 c only holds what a blur of SIGMA LR pixels keeps, so detail is untouched; the zoom shrunk back to
 the photo's grid then has the photo's low-pass (`training.tone` measures exactly that).
