@@ -92,7 +92,7 @@ def field(model, grids, appearance, lr: torch.Tensor, scale: float,
         model.tone_anchor_checkerboard = own
 
 
-def field_points(model, grids, appearance, lr: torch.Tensor, scale: float,
+def measured_at(model, grids, appearance, lr: torch.Tensor, scale: float,
                  offsets: list[tuple[float, float]]) -> torch.Tensor:
     """d_r at reference `scale` with every pixel sampled at all of `offsets`."""
     h, w = lr.shape[-2:]
@@ -111,7 +111,7 @@ def field_by_row(model, grids, appearance, lr: torch.Tensor, scale: float) -> to
     h, w = lr.shape[-2:]
     d = []
     for offset in ta.SAMPLE_OFFSETS:
-        d.append(field_points(model, grids, appearance, lr, scale, [offset]))
+        d.append(measured_at(model, grids, appearance, lr, scale, [offset]))
     even = (torch.arange(h) % 2 == 0).view(1, 1, h, 1)
     return ta.correction(lr, torch.where(even, d[0], d[1]), torch.ones(1, 1, h, w),
                          ta.sigma_of(model))

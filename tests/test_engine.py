@@ -1,6 +1,7 @@
 """The engine: view geometry, exact tiles, features, progressive rendering, cancel, caches,
 export, large photos and the GPU fallback."""
 
+import math
 import threading
 import time
 
@@ -957,11 +958,66 @@ def test_prefetching_encodes_the_first_pass_before_the_method(rng):
         plan = renderer._prefetch_plan(View.fit(engine.size, (300, 400)), "ddir")
     finally:
         renderer.close()
-    names = [neural.name for neural, _, _ in plan]
+    names = [neural.name for neural, _, _, _ in plan]
     first = engine.first_pass("ddir")
     fast, own = engine.first_passes[first].features, engine.methods["ddir"].features
     assert names == [first] * (fast.grid_shape[0] * fast.grid_shape[1]) + \
         ["ddir"] * (own.grid_shape[0] * own.grid_shape[1])
+    assert all(not references for *_, references in plan)  # no tone anchor in these models
+
+
+def test_under_a_photo_seen_whole_the_idle_worker_measures_the_first_zoom_s_anchor(
+        rng, monkeypatch):
+    """After the features, the anchor at x1.5 and x3 under the view, for the models that
+    keep their projections and have an anchor (a first pass), not for a model that does not
+    keep them, and only under a view at x1 or less. A zoom to x2.5 then measures no anchor
+    tile and shows the pixels of an engine that measured them itself."""
+    photo = _photo(rng, h=300, w=400)
+
+    def engine_with_first_pass():
+        torch.manual_seed(0)
+        engine = Engine(photo, device="cpu")
+        own, fast = (make_model({"model": "ddir", **SMALL}) for _ in range(2))
+        own.tone_anchor = fast.tone_anchor = True
+        engine.add_model("ddir", own, first_pass=fast)
+        return engine
+
+    engine = engine_with_first_pass()
+    first = engine.first_pass("ddir")
+    fast = engine.first_passes[first]
+    renderer, _ = _renderer(engine)
+    try:
+        fit = View.fit(engine.size, (300, 400))
+        with monkeypatch.context() as m:  # as the paper-size models
+            m.setattr(engine.methods["ddir"].features, "keep_projections", False)
+            plan = renderer._prefetch_plan(fit, "ddir")
+        anchored = [(neural.name, references) for neural, _, _, references in plan
+                    if references]
+        tiles = fast.features.grid_shape[0] * fast.features.grid_shape[1]
+        assert anchored == [(first, (1.5, 3.0))] * tiles
+        assert plan[-tiles:] == [(fast, ty, tx, (1.5, 3.0)) for _, ty, tx, _ in plan[:tiles]]
+        assert not any(refs for *_, refs in renderer._prefetch_plan(fit.zoomed(1.2), "ddir"))
+        measured = []
+        real = fast._measure_tiles
+        monkeypatch.setattr(fast, "_measure_tiles",
+                            lambda tiles, *a, **k: measured.extend(tiles) or real(tiles, *a, **k))
+        renderer.request(fit, "ddir")
+        anchor_tiles = math.ceil(300 / methods_module.ANCHOR_TILE) * \
+            math.ceil(400 / methods_module.ANCHOR_TILE)
+        deadline = time.time() + 60
+        while time.time() < deadline and len(measured) < 2 * anchor_tiles:
+            time.sleep(0.05)
+        assert len(measured) == 2 * anchor_tiles  # the whole photo, at both references
+        time.sleep(0.2)
+        measured.clear()
+        view = View.centred(2.5, (150, 200), (256, 256))
+        pixels = engine.render_region(first, 2.5, view.origin, view.size)
+        assert measured == []
+    finally:
+        renderer.close()
+    reference = engine_with_first_pass()
+    np.testing.assert_array_equal(
+        pixels, reference.render_region(first, 2.5, view.origin, view.size))
 
 
 def test_model_work_takes_turns_across_threads(rng):

@@ -293,6 +293,29 @@ class NeuralMethod:
 
         self._with_oom_fallback(measure)
 
+    def prefetch_anchor(self, region: tuple[int, int, int, int],
+                        references: tuple[float, ...]) -> None:
+        """Measure now, into the anchor cache, the tone anchor's tiles over LR pixels `region`
+        (y0, x0, y1, x1; clipped to the photo) at each of `references`: what the idle worker
+        does under a photo seen whole, before the first zoom reads them."""
+        if not self.model.tone_anchor:
+            return
+        h, w = self.rgb.shape[:2]
+        t = ANCHOR_TILE
+        y0, x0, y1, x1 = max(0, region[0]), max(0, region[1]), min(h, region[2]), min(w, region[3])
+        if y0 >= y1 or x0 >= x1:
+            return
+        tiles = [(ty, tx) for ty in range(y0 // t, (y1 - 1) // t + 1)
+                 for tx in range(x0 // t, (x1 - 1) // t + 1)]
+        appearance = self.appearance
+
+        def measure() -> None:
+            with one_thread(), self._render_scope():
+                for reference in references:
+                    self._anchor_tiles(tiles, reference, appearance, None)
+
+        self._with_oom_fallback(measure)
+
     def _measure_tiles(self, tiles: list[tuple[int, int]], reference: float, appearance,
                        hurry: bool = False) -> list[torch.Tensor]:
         """d_r over anchor tiles (ty, tx), in one query: each reads the latents one pixel

@@ -23,7 +23,10 @@ an export shows.
 When it has nothing to refine, the worker prefetches: it encodes the feature tiles under the
 latest view of each neural method shown, nearest the centre first, up to half the feature cache,
 one tile at a time so that a new request waits at most one tile. Zooming into a photo first seen
-whole then starts from cached features.
+whole then starts from cached features. Under a photo seen whole (or smaller), it then measures
+the tone anchor of the models that keep their projections (a first pass) at the references a
+first zoom to x3 reads (PREFETCH_ANCHOR_REFERENCES), over the same feature tiles, up to half
+the anchor cache: such a zoom then finds its anchor measured too.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ddir_zoom.memory import release
 from ddir_zoom.threads import COMPUTE
 
 DEFAULT_TILE_CACHE_BYTES = 256 << 20
+PREFETCH_ANCHOR_REFERENCES = (1.5, 3.0)
 SETTLE_S = 0.03
 """The worker starts refining this long after the latest request: during a drag (a request
 every frame) it stays out of the way of the immediate frames."""
@@ -157,7 +161,8 @@ class ProgressiveRenderer:
         self._current: dict[int, int] = {}  # channel -> its latest generation
         self._jobs: dict[int, _Job] = {}
         self._canvas: dict[int, _Canvas] = {}
-        self._prefetch: list[tuple[NeuralMethod, int, int]] = []
+        # (model, feature tile row, column, anchor references: none to encode the tile)
+        self._prefetch: list[tuple[NeuralMethod, int, int, tuple[float, ...]]] = []
         self._last_request = 0.0
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="ddir-zoom-render", daemon=True)
@@ -194,7 +199,7 @@ class ProgressiveRenderer:
             self._counter += 1
             generation = self._counter
             self._current[channel] = generation
-            planned = {neural.name for neural, _, _ in prefetch}
+            planned = {entry[0].name for entry in prefetch}
             self._prefetch = prefetch + [p for p in self._prefetch if p[0].name not in planned]
             self._canvas[channel] = _Canvas(view, image.copy(), painted, len(tiles))
             if pending:
@@ -222,6 +227,13 @@ class ProgressiveRenderer:
         """Drop the cached tiles of `method` and of its first pass (its model changed)."""
         self.tiles.discard(lambda key: key[0] in (method, first_pass_name(method)))
 
+    @property
+    def prefetching(self) -> bool:
+        """Whether prefetching is planned (the last piece taken may still be running: one
+        feature tile or its anchor, tens of milliseconds)."""
+        with self._cond:
+            return bool(self._prefetch)
+
     def close(self) -> None:
         with self._cond:
             self._stopped = True
@@ -229,14 +241,19 @@ class ProgressiveRenderer:
             self._cond.notify()
         self._thread.join(timeout=30)
 
-    def _prefetch_plan(self, view: View, method: str) -> list[tuple[NeuralMethod, int, int]]:
+    def _prefetch_plan(self, view: View, method: str
+                       ) -> list[tuple[NeuralMethod, int, int, tuple[float, ...]]]:
         """Feature tiles under `view`, nearest its centre first, as many as fit in half the
         feature cache: those of `method`'s first pass first (cheap, and what a zoom shows
-        first), then the method's own."""
+        first), then the method's own; then, for a view at x1 or less, the tone anchor at
+        PREFETCH_ANCHOR_REFERENCES over those of the models that keep their projections, as
+        many as fit in half the anchor cache."""
         y0, x0 = view.screen_to_image(0, 0)
         y1, x1 = view.screen_to_image(view.size[1], view.size[0])
         cy, cx = view.center
         plan, budget = [], self.engine.feature_cache.max_bytes // 2
+        anchors, anchor_budget = [], self.engine.anchor_cache.max_bytes // 2
+        references = PREFETCH_ANCHOR_REFERENCES
         for name in (self.engine.first_pass(method), method):
             neural = self.engine.methods.get(name) or self.engine.first_passes.get(name)
             if not isinstance(neural, NeuralMethod):
@@ -248,9 +265,16 @@ class ProgressiveRenderer:
                         for ty in rows for tx in cols}
             tiles = sorted(distance, key=distance.get)
             count = min(len(tiles), budget // max(1, t * t * features.bytes_per_pixel))
-            plan += [(neural, ty, tx) for ty, tx in tiles[:count]]
+            plan += [(neural, ty, tx, ()) for ty, tx in tiles[:count]]
             budget -= count * t * t * features.bytes_per_pixel
-        return plan
+            if (references and view.scale <= 1.0 and neural.model.tone_anchor
+                    and neural.keep_projections):
+                # d_r: three float32 per LR pixel and reference.
+                each = t * t * 12 * len(references)
+                fit = min(count, anchor_budget // each)
+                anchors += [(neural, ty, tx, references) for ty, tx in tiles[:fit]]
+                anchor_budget -= fit * each
+        return plan + anchors
 
     def _background(self, view: View) -> np.ndarray:
         image = np.empty((*view.size, 3), np.uint8)
@@ -335,7 +359,7 @@ class ProgressiveRenderer:
                     self._cond.wait(settle)
                     continue
                 if not self._jobs:
-                    method, ty, tx = self._prefetch.pop(0)
+                    method, ty, tx, references = self._prefetch.pop(0)
                     job = None
                 else:
                     job, work = self._next()
@@ -344,7 +368,11 @@ class ProgressiveRenderer:
                     with COMPUTE:
                         method.prepare()
                         t = method.features.tile
-                        method.features.ensure(ty * t, tx * t, (ty + 1) * t, (tx + 1) * t)
+                        if references:
+                            method.prefetch_anchor((ty * t, tx * t, (ty + 1) * t, (tx + 1) * t),
+                                                   references)
+                        else:
+                            method.features.ensure(ty * t, tx * t, (ty + 1) * t, (tx + 1) * t)
                 except Exception:  # prefetching is a courtesy; rendering reports errors
                     traceback.print_exc()
                 continue
