@@ -77,32 +77,33 @@ def anchor_constants(**values):
             setattr(ta, name, value)
 
 
+@contextlib.contextmanager
+def checkerboard_as(model, value: bool | None):
+    """`model`'s anchor in a checkerboard or not for one variant (None: as its file asks)."""
+    own = model.tone_anchor_checkerboard
+    if value is not None:
+        model.tone_anchor_checkerboard = value
+    try:
+        yield
+    finally:
+        model.tone_anchor_checkerboard = own
+
+
 def field(model, grids, appearance, lr: torch.Tensor, scale: float,
           checkerboard: bool | None = None, **constants) -> torch.Tensor:
     """c_r at reference `scale`, by `tone_anchor.correction_region` with `constants`, and in
     a checkerboard or not (None: as the model's file asks)."""
     h, w = lr.shape[-2:]
-    own = model.tone_anchor_checkerboard
-    if checkerboard is not None:
-        model.tone_anchor_checkerboard = checkerboard
-    try:
-        with anchor_constants(**constants):
-            return ta.correction_region(model, grids, lr, (0, 0), (h, w), appearance, scale)
-    finally:
-        model.tone_anchor_checkerboard = own
+    with checkerboard_as(model, checkerboard), anchor_constants(**constants):
+        return ta.correction_region(model, grids, lr, (0, 0), (h, w), appearance, scale)
 
 
 def measured_at(model, grids, appearance, lr: torch.Tensor, scale: float,
-                 offsets: list[tuple[float, float]]) -> torch.Tensor:
+                offsets: list[tuple[float, float]]) -> torch.Tensor:
     """d_r at reference `scale` with every pixel sampled at all of `offsets`."""
     h, w = lr.shape[-2:]
-    own = model.tone_anchor_checkerboard
-    model.tone_anchor_checkerboard = False
-    try:
-        with anchor_constants(SAMPLE_OFFSETS=offsets):
-            return ta.measure(model, grids, (0, 0), (h, w), (h, w), appearance, scale)
-    finally:
-        model.tone_anchor_checkerboard = own
+    with checkerboard_as(model, False), anchor_constants(SAMPLE_OFFSETS=offsets):
+        return ta.measure(model, grids, (0, 0), (h, w), (h, w), appearance, scale)
 
 
 def field_by_row(model, grids, appearance, lr: torch.Tensor, scale: float) -> torch.Tensor:

@@ -44,6 +44,12 @@ large enough to decode efficiently, small enough that its latents (a band of a 1
 at x1.5 holds about 30 MB of the student's projections) stay a small part of memory."""
 
 
+def _anchor_tile_ranges(y0: int, x0: int, y1: int, x1: int) -> tuple[range, range]:
+    """Rows and columns of the anchor tiles over LR pixels [y0, y1) x [x0, x1)."""
+    t = ANCHOR_TILE
+    return range(y0 // t, (y1 - 1) // t + 1), range(x0 // t, (x1 - 1) // t + 1)
+
+
 VIEW_LR_PIXELS = 450_000
 """LR pixels under a 1280 x 800 view at x1.5 with the tone anchor's margin: a model whose
 projections of that many pixels outgrow the projection cache keeps them for one render only
@@ -243,11 +249,10 @@ class NeuralMethod:
         around it, clipped to the photo, and the rows and columns of anchor tiles over that."""
         h, w = self.rgb.shape[:2]
         y0, x0, y1, x1 = region
-        radius, t = tone_anchor.radius(tone_anchor.sigma_of(self.model)), ANCHOR_TILE
+        radius = tone_anchor.radius(tone_anchor.sigma_of(self.model))
         ey0, ex0 = max(0, y0 - radius), max(0, x0 - radius)
         ey1, ex1 = min(h, y1 + radius), min(w, x1 + radius)
-        return ((ey0, ex0, ey1, ex1), range(ey0 // t, (ey1 - 1) // t + 1),
-                range(ex0 // t, (ex1 - 1) // t + 1))
+        return (ey0, ex0, ey1, ex1), *_anchor_tile_ranges(ey0, ex0, ey1, ex1)
 
     def _anchor_tiles(self, tiles: list[tuple[int, int]], reference: float, appearance,
                       cancelled: Callable[[], bool] | None, hurry: bool = False
@@ -280,18 +285,8 @@ class NeuralMethod:
         if not self.model.tone_anchor or max(scale) <= 1.0:
             return
         _, rows, cols = self._anchor_extent(self.lr_region(scale, offset, shape))
-        band = max(1, ANCHOR_BAND // ANCHOR_TILE)
-        appearance = self.appearance
-
-        def measure() -> None:
-            with one_thread(), self._render_scope():
-                for reference, _ in tone_anchor.references(scale):
-                    for top in range(rows.start, rows.stop, band):
-                        tiles = [(ty, tx) for ty in range(top, min(rows.stop, top + band))
-                                 for tx in cols]
-                        self._anchor_tiles(tiles, reference, appearance, cancelled)
-
-        self._with_oom_fallback(measure)
+        self._measure_anchor_bands(rows, cols, [r for r, _ in tone_anchor.references(scale)],
+                                   cancelled)
 
     def prefetch_anchor(self, region: tuple[int, int, int, int],
                         references: tuple[float, ...]) -> None:
@@ -301,18 +296,25 @@ class NeuralMethod:
         if not self.model.tone_anchor:
             return
         h, w = self.rgb.shape[:2]
-        t = ANCHOR_TILE
         y0, x0, y1, x1 = max(0, region[0]), max(0, region[1]), min(h, region[2]), min(w, region[3])
-        if y0 >= y1 or x0 >= x1:
-            return
-        tiles = [(ty, tx) for ty in range(y0 // t, (y1 - 1) // t + 1)
-                 for tx in range(x0 // t, (x1 - 1) // t + 1)]
+        if y0 < y1 and x0 < x1:
+            self._measure_anchor_bands(*_anchor_tile_ranges(y0, x0, y1, x1), references)
+
+    def _measure_anchor_bands(self, rows: range, cols: range, references: list[float] | tuple,
+                              cancelled: Callable[[], bool] | None = None) -> None:
+        """The anchor tiles `rows` x `cols` at each of `references`, from the anchor cache or
+        measured into it, in bands of ANCHOR_BAND LR rows; Cancelled between bands if
+        `cancelled` says so."""
+        band = max(1, ANCHOR_BAND // ANCHOR_TILE)
         appearance = self.appearance
 
         def measure() -> None:
             with one_thread(), self._render_scope():
                 for reference in references:
-                    self._anchor_tiles(tiles, reference, appearance, None)
+                    for top in range(rows.start, rows.stop, band):
+                        tiles = [(ty, tx) for ty in range(top, min(rows.stop, top + band))
+                                 for tx in cols]
+                        self._anchor_tiles(tiles, reference, appearance, cancelled)
 
         self._with_oom_fallback(measure)
 

@@ -19,13 +19,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.6 megapixels per second for DDIR. Wider MLPs ([64, 64, 64], [96, 96]) were 20-35%
     # slower; narrower ones gained little then, before the hidden layers ran fused (below).
     "compact": {"encoder": {"n_resblocks": 4, "n_feats": 32}, "hidden": [64, 64]},
-    # The viewer's first pass (a student distilled from the paper-size DDIR): encoders of one
-    # residual block x 32 channels, [32, 32] MLPs. Since the hidden layers run fused
+    # The viewer's first pass (a student distilled from the paper-size DDIR): encoders of two
+    # residual blocks x 32 channels, [32, 32] MLPs. Since the hidden layers run fused
     # (models.implicit), halving the MLPs' width nearly halves decoding: 1.19 against 0.63
     # megapixels per second for DDIR (benchmarks/decode.py --presets student,compact,
-    # results/decode_student_cpu.txt). The encoders are most of a cold view: one block encodes
-    # a 128-pixel tile with its halo in about 17 ms against 57 ms for the compact four
-    # (two cores); see resources/weights/ddir_student.md for what it costs in quality.
+    # results/decode_student_cpu.txt). The encoders are most of a cold view: two blocks encode
+    # a 128-pixel tile with its halo in 26.9 ms against 56.2 ms for the compact four (two
+    # cores, results/encode_cpu.txt; one block, 16.9 ms, moved tones); see
+    # resources/weights/ddir_student.md for what it costs in quality.
     "student": {"encoder": {"n_resblocks": 2, "n_feats": 32}, "hidden": [32, 32]},
 }
 
