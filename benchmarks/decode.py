@@ -90,7 +90,7 @@ def liif_code_decode(model: ImplicitSR, features: dict[str, torch.Tensor], coord
     feat_coord = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), 0)[None]
 
     def branch(name: str, extra: torch.Tensor | None) -> torch.Tensor:
-        feat = features[name]
+        feat = features[model.feature_of[name]]
         unfolded = F.unfold(feat, 3, padding=1).view(1, -1, h, w)
         preds, areas = [], []
         for vy in (-1, 1):

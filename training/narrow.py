@@ -30,6 +30,7 @@ def can_narrow(model: ImplicitSR, source: ImplicitSR) -> bool:
     """Whether `model` is `source` of the same kind and encoders, with MLPs of the same depth
     and no wider in any layer."""
     return (source.name == model.name and source.encoder_config == model.encoder_config
+            and source.shared_encoder == model.shared_encoder
             and len(source.hidden) == len(model.hidden)
             and all(a <= b for a, b in zip(model.hidden, source.hidden, strict=True)))
 
@@ -123,10 +124,11 @@ def narrow_into(model: ImplicitSR, source: ImplicitSR,
     inputs = (mlp_inputs(source, calibration, scales, queries) if calibration
               else dict.fromkeys(model.branches))
     copied = []
+    for name in model.encoders:
+        state = source.encoders[name].state_dict()
+        model.encoders[name].load_state_dict(state)
+        copied += [f"encoders.{name}.{k}" for k in state]
     for branch in model.branches:
-        state = source.encoders[branch].state_dict()
-        model.encoders[branch].load_state_dict(state)
-        copied += [f"encoders.{branch}.{k}" for k in state]
         # Each decoder is refitted on the wide model's inputs, DDIR's SR decoder on the wide
         # deformation: the wide model is what the narrow one imitates.
         narrow_mlp(model.decoders[branch].mlp, source.decoders[branch].mlp, inputs[branch])

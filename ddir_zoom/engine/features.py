@@ -390,14 +390,16 @@ def appearance_embedding(model: ImplicitSR, rgb: np.ndarray, device: torch.devic
     if not model.has_appearance_embedding:
         return None
 
+    name = model.feature_of["sr"]
+
     def encoder(lr: torch.Tensor) -> torch.Tensor:
-        return model.encode(lr, ("sr",))["sr"]
+        return model.encode(lr, (name,))[name]
 
     h, w = rgb.shape[:2]
-    halo = model.encoders["sr"].receptive_radius
+    halo = model.encoders[name].receptive_radius
     with torch.inference_mode():
         if h * w <= EXACT_EMBEDDING_MAX_PIXELS:
-            return model.appearance_embedding(model.encode(to_tensor(rgb, device), ("sr",)))
+            return model.appearance_embedding(model.encode(to_tensor(rgb, device), (name,)))
         total = None
         count = 0
         win = min(ESTIMATE_WINDOW, h, w)

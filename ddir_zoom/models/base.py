@@ -38,11 +38,20 @@ class ImplicitSR(nn.Module):
     branches: tuple[str, ...] = ()
     has_appearance_embedding: bool = False
 
-    def __init__(self, encoder: dict[str, Any], hidden: list[int]) -> None:
+    def __init__(self, encoder: dict[str, Any], hidden: list[int],
+                 shared_encoder: bool = False) -> None:
         super().__init__()
         self.encoder_config = dict(encoder)
         self.hidden = list(hidden)
-        self.encoders = nn.ModuleDict({b: EDSREncoder(**encoder) for b in self.branches})
+        # Which encoder's features each branch's decoder reads. The paper gives each branch its
+        # own; a shared encoder (one for every branch, named after the last, "sr", whose
+        # features the appearance embedding averages) encodes a tile at half the cost, what
+        # the viewer's first pass wants (see models.registry, the `student` preset).
+        self.shared_encoder = bool(shared_encoder) and len(self.branches) > 1
+        self.feature_of = {b: self.branches[-1] if self.shared_encoder else b
+                           for b in self.branches}
+        self.encoders = nn.ModuleDict({name: EDSREncoder(**encoder)
+                                       for name in dict.fromkeys(self.feature_of.values())})
         self.decoders = nn.ModuleDict()
         self.channels_last = False
         self.tone_anchor = False  # see models.tone_anchor; set from the model file's info
@@ -75,12 +84,15 @@ class ImplicitSR(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture (stored in checkpoints)."""
-        return {"model": self.name, "encoder": dict(self.encoder_config),
-                "hidden": list(self.hidden)}
+        config = {"model": self.name, "encoder": dict(self.encoder_config),
+                  "hidden": list(self.hidden)}
+        if self.shared_encoder:  # only when set, so that older files' configs stay the same
+            config["shared_encoder"] = True
+        return config
 
     @property
     def feat_dim(self) -> int:
-        return self.encoders[self.branches[0]].out_dim
+        return next(iter(self.encoders.values())).out_dim
 
     @property
     def default_chunk(self) -> int:
@@ -91,7 +103,7 @@ class ImplicitSR(nn.Module):
     def halo(self) -> int:
         """LR pixels of context a feature tile needs for exact projections: the encoder's
         receptive radius plus one for the 3x3 unfolding."""
-        return self.encoders[self.branches[0]].receptive_radius + 1
+        return max(e.receptive_radius for e in self.encoders.values()) + 1
 
     def flops(self) -> dict[str, int]:
         """FLOPs per output pixel (plain and fast decoding) and per LR pixel (encoders,
@@ -105,20 +117,23 @@ class ImplicitSR(nn.Module):
         }
 
     # --- encoding ---------------------------------------------------------------------------
-    def encode(self, lr: torch.Tensor, branches: tuple[str, ...] | None = None
+    def encode(self, lr: torch.Tensor, encoders: tuple[str, ...] | None = None
                ) -> dict[str, torch.Tensor]:
-        """Feature maps of each branch (or of `branches`) for RGB `lr` (B, 3, h, w) in [0, 1]."""
+        """Feature maps of each encoder (or of `encoders`) for RGB `lr` (B, 3, h, w) in [0, 1],
+        by encoder name: the branch's name, or for a shared encoder "sr" (`feature_of`)."""
         if self.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
-        return {b: self.encoders[b](lr) for b in (branches or self.branches)}
+        return {name: self.encoders[name](lr) for name in (encoders or self.encoders)}
 
     def appearance_embedding(self, features: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """(B, C) global descriptor fed to the decoders, or None for models without one."""
         return None
 
     def project(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """First-layer projections (B, h, w, D) of each branch's decoder."""
-        return {b: self.decoders[b].project(features[b]) for b in self.branches}
+        """First-layer projections (B, h, w, D) of each branch's decoder, from `encode`'s
+        features."""
+        return {b: self.decoders[b].project(features[self.feature_of[b]])
+                for b in self.branches}
 
     # --- decoding ---------------------------------------------------------------------------
     def decode(
@@ -142,7 +157,7 @@ class ImplicitSR(nn.Module):
         appearance: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Reference path over whole-image features, normalised range; as `decode`."""
-        image_hw = tuple(features[self.branches[0]].shape[-2:])
+        image_hw = tuple(next(iter(features.values())).shape[-2:])
         nb = local_ensemble(coords, image_hw, dtype=cells.dtype)
         return self._decode_plain(features, nb, cells, appearance)
 

@@ -1,6 +1,7 @@
 """DDIR: Dual-level Deformable Implicit Representation (Li et al., ECCV 2024).
 
-Two branches with separate encoders and decoders:
+Two branches with separate encoders (or, as an option the paper does not have, one shared
+encoder; see `ImplicitSR.feature_of`) and decoders:
 - deformation branch: f_d([unfolded F_d latent, rel coord, cell, appearance embedding a]) -> 3,
   ensembled over the 4 neighbours into the deformation dI(x_q). Supervised in training by
   HR - bicubic_up(LR) (pixel-level deformation).
@@ -24,15 +25,16 @@ class DDIR(ImplicitSR):
     branches = ("deformation", "sr")
     has_appearance_embedding = True
 
-    def __init__(self, encoder: dict[str, Any], hidden: list[int]) -> None:
-        super().__init__(encoder, hidden)
+    def __init__(self, encoder: dict[str, Any], hidden: list[int],
+                 shared_encoder: bool = False) -> None:
+        super().__init__(encoder, hidden, shared_encoder)
         c = self.feat_dim
         self.decoders["deformation"] = LocalImplicitDecoder(c, c, hidden)
         self.decoders["sr"] = LocalImplicitDecoder(c, 3, hidden)
 
     def appearance_embedding(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean of F_sr over the image, taken before unfolding: (B, C)."""
-        return features["sr"].mean(dim=(2, 3))
+        return features[self.feature_of["sr"]].mean(dim=(2, 3))
 
     def _decode(self, grids, nb: Neighbours, cells, appearance) -> dict[str, torch.Tensor]:
         if appearance is None:
@@ -47,6 +49,7 @@ class DDIR(ImplicitSR):
         if appearance is None:
             raise ValueError("DDIR needs the appearance embedding")
         deformation = self.decoders["deformation"].decode_plain(
-            features["deformation"], nb, cells, appearance.unsqueeze(1))
-        rgb = self.decoders["sr"].decode_plain(features["sr"], nb, cells, deformation)
+            features[self.feature_of["deformation"]], nb, cells, appearance.unsqueeze(1))
+        rgb = self.decoders["sr"].decode_plain(features[self.feature_of["sr"]], nb, cells,
+                                               deformation)
         return {"rgb": rgb, "deformation": deformation}

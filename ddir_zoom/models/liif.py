@@ -18,8 +18,9 @@ class LIIF(ImplicitSR):
     name = "liif"
     branches = ("sr",)
 
-    def __init__(self, encoder: dict[str, Any], hidden: list[int]) -> None:
-        super().__init__(encoder, hidden)
+    def __init__(self, encoder: dict[str, Any], hidden: list[int],
+                 shared_encoder: bool = False) -> None:
+        super().__init__(encoder, hidden)  # one branch: nothing to share
         self.decoders["sr"] = LocalImplicitDecoder(self.feat_dim, 0, hidden)
 
     def _decode(self, grids, nb: Neighbours, cells, appearance) -> dict[str, torch.Tensor]:

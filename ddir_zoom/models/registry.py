@@ -69,6 +69,9 @@ def check_config(config: Any) -> dict[str, Any]:
             raise ValueError(f"bad encoder res_scale {value!r}: a number from {low} to {high}")
     if not isinstance(hidden, list) or not hidden:
         raise ValueError(f"bad decoder hidden widths {hidden!r}")
+    shared = config.get("shared_encoder", False)
+    if not isinstance(shared, bool):
+        raise ValueError(f"bad shared_encoder {shared!r}: true or false")
     low, high = LIMITS["hidden_layers"]
     if not low <= len(hidden) <= high:
         raise ValueError(f"bad decoder hidden widths {hidden!r}: {low} to {high} layers")
@@ -78,12 +81,14 @@ def check_config(config: Any) -> dict[str, Any]:
 
 
 def make_model(config: dict[str, Any]) -> ImplicitSR:
-    """Model from {'model': 'ddir'|'liif', 'encoder': {...}, 'hidden': [...]}.
+    """Model from {'model': 'ddir'|'liif', 'encoder': {...}, 'hidden': [...]} and, optionally,
+    'shared_encoder': true (one encoder for DDIR's two branches).
 
     Raises ValueError with the reason for an unknown model or a malformed or unbounded config.
     """
     check_config(config)
-    return MODELS[config["model"]](encoder=config["encoder"], hidden=config["hidden"])
+    return MODELS[config["model"]](encoder=config["encoder"], hidden=config["hidden"],
+                                   shared_encoder=config.get("shared_encoder", False))
 
 
 def preset_config(model: str, preset: str) -> dict[str, Any]:
