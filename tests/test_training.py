@@ -277,10 +277,12 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, rng
     image = upscale_image(model, _smooth_photo(rng, 20, 24), 2.3)
     assert image.shape == (46, 55, 3) and np.isfinite(image).all()
 
-    # resume continues from the saved step, on the schedule the run started with
+    # resume continues from the saved step, on the schedule the run started with, and keeps
+    # every setting it is not given (validation every 30 steps, not the default 1000)
     assert train.main(["--resume", str(out / "last.pt"), "--iterations", "70"]) == 0
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 70 and state["args"]["lr_step"] == 12
+    assert state["args"]["val_every"] == 30 and state["args"]["iterations"] == 70
 
     # the model card tells the checkpoint's own record and the run's validation history
     card = report.model_card(out / "best.safetensors", "DDIR", out / "log.jsonl", None)

@@ -62,8 +62,7 @@ from training.pretrained import init_from, load_init
 def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argparse.Namespace:
     """The options; with only_given, just those on the command line (no defaults)."""
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                argument_default=argparse.SUPPRESS if only_given else None)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=["ddir", "liif"], default="ddir")
     g.add_argument("--preset", choices=list(PRESETS), default="compact")
@@ -133,6 +132,11 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    "process, as a single process always did)")
     g.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast on CUDA (ignored elsewhere: slower on CPUs)")
+    if only_given:
+        # Every option's own default too (argument_default yields to an explicit default):
+        # a resume that was not given --val-every must keep the run's, not take 1000.
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
     return p.parse_args(argv)
 
 
