@@ -19,15 +19,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.6 megapixels per second for DDIR. Wider MLPs ([64, 64, 64], [96, 96]) were 20-35%
     # slower; narrower ones gained little then, before the hidden layers ran fused (below).
     "compact": {"encoder": {"n_resblocks": 4, "n_feats": 32}, "hidden": [64, 64]},
-    # The viewer's first pass (a student distilled from the paper-size DDIR): encoders of two
-    # residual blocks x 32 channels, [32, 32] MLPs. Since the hidden layers run fused
-    # (models.implicit), halving the MLPs' width nearly halves decoding: 1.19 against 0.63
-    # megapixels per second for DDIR (benchmarks/decode.py --presets student,compact,
-    # results/decode_student_cpu.txt). The encoders are most of a cold view: two blocks encode
-    # a 128-pixel tile with its halo in 26.9 ms against 56.2 ms for the compact four (two
-    # cores, results/encode_cpu.txt; one block, 16.9 ms, moved tones); see
-    # resources/weights/ddir_student.md for what it costs in quality.
-    "student": {"encoder": {"n_resblocks": 2, "n_feats": 32}, "hidden": [32, 32]},
+    # The viewer's first pass (a student distilled from the paper-size DDIR): one encoder of
+    # two residual blocks x 32 channels shared by both branches, [32, 32] MLPs. Since the
+    # hidden layers run fused (models.implicit), halving the MLPs' width nearly halves
+    # decoding: 1.19 against 0.63 megapixels per second for DDIR (benchmarks/decode.py
+    # --presets student,compact, results/decode_student_cpu.txt). Encoding is most of what a
+    # cold view adds: two blocks encode a 128-pixel tile with its halo in 26.9 ms against
+    # 56.2 ms for the compact four (both encoders; one block, 16.9 ms, moved tones), and one
+    # shared encoder in about half of two (results/encode_cpu.txt); see
+    # resources/weights/ddir_student.md for what each cost in quality.
+    "student": {"encoder": {"n_resblocks": 2, "n_feats": 32}, "hidden": [32, 32],
+                "shared_encoder": True},
 }
 
 _ENCODER_KEYS = {"n_resblocks", "n_feats", "res_scale"}
@@ -92,10 +94,13 @@ def make_model(config: dict[str, Any]) -> ImplicitSR:
 
 
 def preset_config(model: str, preset: str) -> dict[str, Any]:
-    """Config of `model` ('ddir' or 'liif') at `preset` ('paper' or 'compact')."""
+    """Config of `model` ('ddir' or 'liif') at `preset` (a key of PRESETS)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    return {"model": model, **PRESETS[preset]}
+    config = {"model": model, **PRESETS[preset]}
+    if model in MODELS and len(MODELS[model].branches) < 2:
+        config.pop("shared_encoder", None)  # one branch: nothing to share
+    return config
 
 
 def make_preset(model: str, preset: str) -> ImplicitSR:
