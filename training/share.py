@@ -1,8 +1,8 @@
 """Start a DDIR whose branches share one encoder from a trained DDIR with two.
 
-The first-pass student's encoders are a third of a cold view's cost on a 2-core CPU (its two
-encoders of 2 blocks x 32 channels encode a 128-pixel tile with its halo in about 41 ms on two
-tiles side by side; one encoder in about 21 ms). The shared model keeps the SR encoder (whose
+The first-pass student's encoders were a third of a cold view's cost on a 2-core CPU: its two
+encoders of 2 blocks x 32 channels encode a 128-pixel tile with its halo in about 29 ms, one
+shared encoder in about 15 ms (`benchmarks/encode.py --shared`). The shared model keeps the SR encoder (whose
 mean is the appearance embedding) and both decoders. The deformation decoder read the
 deformation encoder's features F_d only through its first layer's feature part,
 W_feat @ unfold(F_d), a linear map of the 3 x 3 neighbourhood; that part is refitted by ridge
