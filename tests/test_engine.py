@@ -20,7 +20,7 @@ from ddir_zoom.engine.methods import Cancelled, NeuralMethod
 from ddir_zoom.engine.progressive import ProgressiveRenderer
 from ddir_zoom.engine.source import BACKGROUND, PREVIEW_TOLERANCE, sample_view
 from ddir_zoom.imaging import ImageSaveError, Photo, load_photo, to_uint8
-from ddir_zoom.models import LatentGrid, make_model, make_preset
+from ddir_zoom.models import LatentGrid, make_model, make_preset, preset_config
 from ddir_zoom.models.precision import native_bfloat16
 
 SMALL = {"encoder": {"n_resblocks": 2, "n_feats": 8}, "hidden": [16, 16]}
@@ -174,18 +174,23 @@ def test_precision_of_methods_and_first_passes(rng, monkeypatch):
         Engine(_photo(rng), device="cpu", precision="float16")
 
 
-def test_tiled_features_equal_whole_image_features(rng):
+@pytest.mark.parametrize("shared", [False, True])
+def test_tiled_features_equal_whole_image_features(rng, shared):
+    """Feature tiles give the whole image's projections, for a DDIR with an encoder per branch
+    and one with a shared encoder, whose tiles then hold one feature map."""
     torch.manual_seed(0)
-    model = make_preset("ddir", "compact").eval()
+    model = make_model({**preset_config("ddir", "compact"), "shared_encoder": shared}).eval()
     rgb = _photo(rng, 150, 170).rgb
     cache = ByteLRU(1 << 30, tensor_bytes)
     tiles = FeatureTiles(model, rgb, torch.device("cpu"), cache, key="m", tile=32)
     with torch.no_grad():
         whole = model.project(model.encode(torch.from_numpy(rgb).permute(2, 0, 1)[None]))
     grids = tiles.grids(0, 0, 150, 170)
+    assert set(grids) == {"deformation", "sr"}
     for branch, grid in grids.items():
         assert grid.origin == (0, 0)
         assert (grid.values - whole[branch]).abs().max() < 1e-4
+    assert list(cache.get(("m", 0, 0))) == (["sr"] if shared else ["deformation", "sr"])
     part = tiles.grids(41, 77, 90, 140)
     assert part["sr"].origin == (41, 77)
     assert (part["sr"].values - whole["sr"][:, 41:90, 77:140]).abs().max() < 1e-4

@@ -2,11 +2,11 @@
 
 The first-pass student's encoders were a third of a cold view's cost on a 2-core CPU: its two
 encoders of 2 blocks x 32 channels encode a 128-pixel tile with its halo in about 29 ms, one
-shared encoder in about 15 ms (`benchmarks/encode.py --shared`). The shared model keeps the SR encoder (whose
-mean is the appearance embedding) and both decoders. The deformation decoder read the
-deformation encoder's features F_d only through its first layer's feature part,
-W_feat @ unfold(F_d), a linear map of the 3 x 3 neighbourhood; that part is refitted by ridge
-least squares from the neighbourhoods of F_sr to what it gave on calibration images
+shared encoder in about 15 ms (`benchmarks/encode.py --shared`). The shared model keeps the
+SR encoder (whose mean is the appearance embedding) and both decoders. The deformation
+decoder read the deformation encoder's features F_d only through its first layer's feature
+part, W_feat @ unfold(F_d), a linear map of the 3 x 3 neighbourhood; that part is refitted by
+ridge least squares from the neighbourhoods of F_sr to what it gave on calibration images
 (`narrow.ridge`), and the fit's constant joins the layer's bias. Distillation
 (`train.py --teacher`) then recovers what it can.
 """
