@@ -36,6 +36,8 @@ ANCHOR_TILE = 32
 Each LR pixel is measured once, with no halo (the low-pass is taken per render, over the d_r
 around it), so small tiles cost no more and keep what a view measures close to what it shows.
 Tiles of 64 that each carried the low-pass's halo measured 1.5 times their own pixels."""
+ANCHOR_BYTES_PER_PIXEL = 12
+"""What the anchor cache holds per LR pixel and reference scale: d_r, three float32."""
 
 
 ANCHOR_BAND = 128

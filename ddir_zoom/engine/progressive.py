@@ -41,7 +41,7 @@ import numpy as np
 
 from ddir_zoom.engine.engine import Engine, first_pass_name
 from ddir_zoom.engine.lru import ByteLRU
-from ddir_zoom.engine.methods import Cancelled, NeuralMethod
+from ddir_zoom.engine.methods import ANCHOR_BYTES_PER_PIXEL, Cancelled, NeuralMethod
 from ddir_zoom.engine.source import BACKGROUND, sample_view
 from ddir_zoom.engine.view import View, tile_rect, visible_tiles
 from ddir_zoom.imaging.io import to_uint8
@@ -271,8 +271,7 @@ class ProgressiveRenderer:
             budget -= count * t * t * features.bytes_per_pixel
             if (references and view.scale <= 1.0 and neural.model.tone_anchor
                     and neural.keep_projections):
-                # d_r: three float32 per LR pixel and reference.
-                each = t * t * 12 * len(references)
+                each = t * t * ANCHOR_BYTES_PER_PIXEL * len(references)
                 fit = min(count, anchor_budget // each)
                 anchors += [(neural, ty, tx, references) for ty, tx in tiles[:fit]]
                 anchor_budget -= fit * each
