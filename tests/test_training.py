@@ -289,6 +289,11 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, rng
     _, info = read_header(out / "best.safetensors")
     assert f"| iterations (this checkpoint) | {info['iterations']} |" in card
     assert [card.count(f"\n| {step} | ") for step in (30, 60, 70)] == [1, 1, 1]
+    # a run continued in stages: a table for each log, in order
+    stages = report.model_card(out / "best.safetensors", "DDIR",
+                               [out / "log.jsonl", out / "log.jsonl"], None)
+    assert stages.count("Validation during the run") == 2
+    assert [stages.count(f"\n| {step} | ") for step in (30, 60, 70)] == [2, 2, 2]
 
 
 # --- evaluation -----------------------------------------------------------------------------

@@ -130,7 +130,8 @@ def quality_markdown(report: dict, ddir: str = "DDIR",
     return "\n".join(lines)
 
 
-def model_card(checkpoint: str | Path, name: str, log: str | Path | None,
+def model_card(checkpoint: str | Path, name: str,
+               log: str | Path | list[str | Path] | None,
                quality: dict | None, notes: str = "") -> str:
     config, info = read_header(checkpoint)
     lines = [f"# {Path(checkpoint).name}", "",
@@ -144,9 +145,11 @@ def model_card(checkpoint: str | Path, name: str, log: str | Path | None,
              f"| seed | {info.get('seed', 'not recorded')} |", "",
              "Command of the process that wrote this checkpoint (recorded in it):", "",
              "```bash", info.get("command", "not recorded"), "```"]
-    if log is not None:
-        lines += ["", f"Validation during the run (PSNR-Y, dB; from `{log}`):", ""]
-        records = [json.loads(line) for line in Path(log).read_text().splitlines() if line]
+    logs = [log] if isinstance(log, (str, Path)) else list(log or [])
+    for part in logs:
+        # One table per log: a run continued from another (--init) counts its steps afresh.
+        lines += ["", f"Validation during the run (PSNR-Y, dB; from `{part}`):", ""]
+        records = [json.loads(line) for line in Path(part).read_text().splitlines() if line]
         keys = list(records[0]["val_psnr"]) if records else []
         lines += ["| step | lr | train loss | " + " | ".join(keys) + " | wall time | best |",
                   "|---|---|---|" + "---|" * len(keys) + "---|---|"]
@@ -179,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("card", help="a model card")
     c.add_argument("checkpoint")
     c.add_argument("--name", required=True)
-    c.add_argument("--log")
+    c.add_argument("--log", nargs="+", help="the run's log.jsonl; several for a run continued "
+                   "in stages (a table each)")
     c.add_argument("--quality", nargs="+", help="evaluate.py JSON files, merged")
     c.add_argument("--notes", help="a markdown file appended to the card (the run's history)")
     c.add_argument("-o", "--output")
