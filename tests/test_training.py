@@ -438,6 +438,56 @@ def test_a_packed_state_resumes_like_the_whole_one(tmp_path, rng):
         assert gap <= 0.05 * moved + 1e-7, name  # three steps of 1e-3 moved each weight ~3e-3
 
 
+def test_the_weight_average_follows_its_formula():
+    from training.averaging import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    average = WeightAverage(model, 0.75)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update(model)
+    for name, value in average.state_dict().items():
+        assert torch.allclose(value, 0.75 * before[name] + 0.25 * (before[name] + 1.0))
+    assert all(not p.requires_grad for p in average.model.parameters())
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError):
+            WeightAverage(model, bad)
+
+
+def test_a_run_with_ema_validates_and_keeps_the_average(tmp_path, rng):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _save(photos / "p.png", _smooth_photo(rng, 120, 120))
+    val = tmp_path / "val"
+    val.mkdir()
+    _save(val / "v.png", _smooth_photo(rng, 48, 48))
+    out = tmp_path / "run"
+    config = json.dumps({"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 8},
+                         "hidden": [16]})
+    common = ["--model", "ddir", "--config", config, "--photos", str(photos), "--batch", "2",
+              "--patch", "16", "--queries", "64", "--val-synthetic", str(val), "--val-scales",
+              "2", "--val-every", "4", "--lr", "1e-3", "--threads", "1", "--out", str(out)]
+    assert train.main([*common, "--iterations", "4"]) == 0
+    assert "ema" not in torch.load(out / "last.pt", weights_only=True)
+    # switched on at a resume: the average starts from the weights there
+    assert train.main(["--resume", str(out / "last.pt"), "--iterations", "8", "--ema", "0.5"]) == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["args"]["ema"] == 0.5 and "ema" in state
+    gaps = [(state["ema"][k] - v).abs().max() for k, v in state["model"].items()]
+    assert max(gaps) > 0  # the average lags the weights
+    # a run's first validation always improves: best.safetensors is then the average
+    fresh = tmp_path / "fresh"
+    assert train.main([*common[:-1], str(fresh), "--iterations", "4", "--ema", "0.5"]) == 0
+    state = torch.load(fresh / "last.pt", weights_only=True)
+    best, info = load_checkpoint(fresh / "best.safetensors")
+    assert info["ema"] == 0.5 and info["iterations"] == 4
+    for name, value in best.state_dict().items():
+        assert torch.equal(value, state["ema"][name])
+        assert not torch.equal(value, state["model"][name]), name
+
+
 def test_report_checks_the_bar_row_by_row():
     def table(d, li, b, tone_ok=True):
         rows = {m: {"psnr": v, "ssim": 0.5, "images": 5, "tone_mad_255": 0.1,

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from ddir_zoom.models import PRESETS, load_checkpoint, make_model, preset_config, save_checkpoint
 from ddir_zoom.models.base import ImplicitSR
+from training.averaging import WeightAverage
 from training.data import (
     CITY100_EFFECTIVE_SCALE,
     CITY100_VALIDATION,
@@ -110,6 +111,10 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    "(default: a fifth of --iterations, as the paper's 200 of 1000 epochs)")
     g.add_argument("--lr-gamma", type=float, default=0.5)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate, keep and ship an exponential moving average of the weights "
+                   "(e.g. 0.995: about the last 200 steps; training.averaging); 0: off, the "
+                   "paper's recipe. A resume may switch it on: the average starts there")
     g = p.add_argument_group("validation and stopping")
     g.add_argument("--val-every", type=int, default=1000)
     g.add_argument("--val-city100", metavar="DIR",
@@ -197,12 +202,13 @@ def loss_fn(model: ImplicitSR, batch: dict[str, torch.Tensor],
 
 
 def validate(model: ImplicitSR, val_sets: list[tuple[str, list]]) -> dict[str, float]:
+    was_training = model.training
     model.eval()
     results = {}
     with torch.inference_mode():
         for name, pairs in val_sets:
             results[name] = score(pairs, {"model": model_method(model)})["model"]["psnr"]
-    model.train()
+    model.train(was_training)
     return results
 
 
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         # Keep the run's own settings; only stopping, schedule and device knobs may change.
         given = vars(parse_args(argv, only_given=True))
         for key in ("iterations", "lr_step", "patience", "max_hours", "device", "threads",
-                    "val_every", "workers"):
+                    "val_every", "workers", "ema"):
             if key in given:
                 saved[key] = given[key]
         args = argparse.Namespace(**saved)
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.lr_step is None:
         # Fixed now, so that a resume with another --iterations keeps the schedule.
         args.lr_step = max(1, args.iterations // 5)
-    for key, default in (("workers", 0), ("bf16", False), ("pregenerated", [])):
+    for key, default in (("workers", 0), ("bf16", False), ("pregenerated", []), ("ema", 0.0)):
         if not hasattr(args, key):  # a run saved before these options existed
             setattr(args, key, default)
     if args.threads:
@@ -278,6 +284,11 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
+    # The average lives on rank 0, which alone validates and saves (every rank's weights agree).
+    average = WeightAverage(model, args.ema) if args.ema and ranks.main else None
+    if average is not None and state is not None and "ema" in state:
+        average.load_state_dict(state["ema"])
+    kept = average.model if average is not None else model  # what is validated and saved
     bf16 = args.bf16 and device.type == "cuda"
     if args.bf16 and not bf16:
         say("--bf16 is for CUDA; training in float32 here", flush=True)
@@ -313,6 +324,7 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
 
     def save_state() -> None:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    **({"ema": average.state_dict()} if average is not None else {}),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "step": step, "best": best, "stale": stale, "elapsed": elapsed,
                     "args": vars(args), "out": str(out)}, out / "last.pt.part")
@@ -340,6 +352,8 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update(model)
         step += 1
         window.append(loss.item())
         bar.update(1)
@@ -350,7 +364,7 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
         if step % args.val_every == 0 or step == args.iterations:
             give_up = 0.0
             if ranks.main:
-                scores = validate(model, val_sets) if val_sets else {}
+                scores = validate(kept, val_sets) if val_sets else {}
                 mean = float(np.mean(list(scores.values()))) if scores else \
                     -float(np.mean(window))
                 improved = mean > best
@@ -370,11 +384,12 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
                                if getattr(args, "teacher", None) else {}),
                             "train_scales": [args.min_scale, top],
                             "iterations": step, "wall_time_s": round(elapsed),
+                            **({"ema": args.ema} if average is not None else {}),
                             "validation_psnr_y": scores, "seed": args.seed,
                             "machine": f"{platform.machine()} {device}, "
                                        f"{torch.get_num_threads()} threads, "
                                        f"{ranks.world} process(es)"}
-                    save_checkpoint(model, out / "best.safetensors", info)
+                    save_checkpoint(kept, out / "best.safetensors", info)
                 else:
                     stale += 1
                 save_state()
