@@ -284,6 +284,14 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, rng
     assert state["step"] == 70 and state["args"]["lr_step"] == 12
     assert state["args"]["val_every"] == 30 and state["args"]["iterations"] == 70
 
+    # --max-hours counts this process's time, not the run's: a resume in a later session gets
+    # its hours anew (here the saved run had already trained 10 h)
+    state["elapsed"] = 10 * 3600.0
+    torch.save(state, out / "last.pt")
+    assert train.main(["--resume", str(out / "last.pt"), "--iterations", "75",
+                       "--max-hours", "1"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 75
+
     # the model card tells the checkpoint's own record and the run's validation history
     card = report.model_card(out / "best.safetensors", "DDIR", out / "log.jsonl", None)
     _, info = read_header(out / "best.safetensors")

@@ -3,8 +3,9 @@
 A paper-size DDIR's `last.pt` is 38 MB: float32 weights (12.6 MB) and Adam's two moment estimates
 (25 MB). The moments only steer the next steps' size and direction, so bfloat16 keeps what they
 carry (their 8-bit exponent holds the squared gradients' range; 3 significant digits are plenty
-for a running average) at half the bytes; the weights stay float32, exact. `torch.optim.Adam`
-casts the moments back to float32 when `--resume` loads them, so nothing else changes:
+for a running average) at half the bytes; the weights, and their average if the run keeps one
+(`--ema`, 12.6 MB more), stay float32, exact. `torch.optim.Adam` casts the moments back to
+float32 when `--resume` loads them, so nothing else changes:
 
     python -m training.resume_pack runs/ddir_paper_long/last.pt training/resume/ddir_paper_last.pt
     python -m training.train --resume training/resume/ddir_paper_last.pt --max-hours 2

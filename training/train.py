@@ -126,7 +126,8 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
     g.add_argument("--patience", type=int, default=0,
                    help="stop after N validations without improvement (0: never)")
     g.add_argument("--max-hours", type=float, default=0.0,
-                   help="stop after this long (0: no limit)")
+                   help="stop after this process has trained this long (a resume gets it "
+                   "anew; 0: no limit)")
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/train", help="run folder")
     g.add_argument("--resume", metavar="FILE", help="continue from a run's last.pt")
@@ -398,7 +399,9 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
             if from_main(ranks, give_up, device):
                 stop_reason = f"no improvement in {args.patience} validations"
                 break
-        over_time = bool(args.max_hours and elapsed > args.max_hours * 3600)
+        # This process's own time: a resume in a later session gets its --max-hours anew.
+        over_time = bool(args.max_hours and
+                         time.perf_counter() - run_started > args.max_hours * 3600)
         if any_rank(ranks, bool(interrupted) or over_time, device):
             stop_reason = (f"time limit of {args.max_hours} h" if over_time else
                            f"interrupted; continue with: python -m training.train --resume "
