@@ -494,6 +494,19 @@ def test_a_run_with_ema_validates_and_keeps_the_average(tmp_path, rng):
     for name, value in best.state_dict().items():
         assert torch.equal(value, state["ema"][name])
         assert not torch.equal(value, state["model"][name]), name
+    # last.safetensors: the model where the run stopped (the average), validated at that step
+    last, info = load_checkpoint(fresh / "last.safetensors")
+    assert info["iterations"] == 4 and info["ema"] == 0.5 and "validation_psnr_y" in info
+    for name, value in last.state_dict().items():
+        assert torch.equal(value, state["ema"][name])
+    # scores only where the stopping step was validated
+    assert train.main(["--resume", str(fresh / "last.pt"), "--iterations", "6",
+                       "--val-every", "4"]) == 0
+    _, info = load_checkpoint(fresh / "last.safetensors")
+    assert info["iterations"] == 6 and "validation_psnr_y" in info  # step 6 = the last: validated
+    assert train.main(["--resume", str(fresh / "last.pt"), "--iterations", "6"]) == 0
+    _, info = load_checkpoint(fresh / "last.safetensors")
+    assert info["iterations"] == 6 and "validation_psnr_y" not in info  # nothing trained
 
 
 def test_report_checks_the_bar_row_by_row():

@@ -331,6 +331,19 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
                     "args": vars(args), "out": str(out)}, out / "last.pt.part")
         os.replace(out / "last.pt.part", out / "last.pt")
 
+    def checkpoint_info(scores: dict[str, float] | None) -> dict:
+        top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
+        return {"data": [s.name for s in data.sources], "command": command,
+                **({"teacher": Path(args.teacher).name, "teacher_share": args.teacher_share}
+                   if getattr(args, "teacher", None) else {}),
+                "train_scales": [args.min_scale, top],
+                "iterations": step, "wall_time_s": round(elapsed),
+                **({"ema": args.ema} if average is not None else {}),
+                **({"validation_psnr_y": scores} if scores is not None else {}),
+                "seed": args.seed,
+                "machine": f"{platform.machine()} {device}, {torch.get_num_threads()} threads, "
+                           f"{ranks.world} process(es)"}
+
     # Ctrl+C or SIGTERM on any rank: every rank finishes the step, rank 0 saves, all exit;
     # --resume continues (with any number of processes).
     interrupted: list[int] = []
@@ -344,6 +357,7 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
     started = time.perf_counter() - elapsed
     first_step, run_started = step, time.perf_counter()
     stop_reason = "iterations done"
+    validated: tuple[int, dict[str, float]] = (-1, {})  # the last validation's step and scores
     while step < args.iterations:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(args, step)
@@ -366,6 +380,7 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
             give_up = 0.0
             if ranks.main:
                 scores = validate(kept, val_sets) if val_sets else {}
+                validated = (step, scores)
                 mean = float(np.mean(list(scores.values()))) if scores else \
                     -float(np.mean(window))
                 improved = mean > best
@@ -378,19 +393,7 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
                 tqdm.write(json.dumps(record))
                 if improved:
                     best, stale = mean, 0
-                    top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
-                    info = {"data": [s.name for s in data.sources], "command": command,
-                            **({"teacher": Path(args.teacher).name,
-                                "teacher_share": args.teacher_share}
-                               if getattr(args, "teacher", None) else {}),
-                            "train_scales": [args.min_scale, top],
-                            "iterations": step, "wall_time_s": round(elapsed),
-                            **({"ema": args.ema} if average is not None else {}),
-                            "validation_psnr_y": scores, "seed": args.seed,
-                            "machine": f"{platform.machine()} {device}, "
-                                       f"{torch.get_num_threads()} threads, "
-                                       f"{ranks.world} process(es)"}
-                    save_checkpoint(kept, out / "best.safetensors", info)
+                    save_checkpoint(kept, out / "best.safetensors", checkpoint_info(scores))
                 else:
                     stale += 1
                 save_state()
@@ -412,6 +415,11 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
     bar.close()
     if log is not None:
         log.close()
+    if ranks.main:
+        # The model where the run stopped (its average with --ema), to ship or compare with
+        # best.safetensors; validated only if the last step was.
+        save_checkpoint(kept, out / "last.safetensors", checkpoint_info(
+            validated[1] if validated[0] == step else None))
     for s, handler in previous.items():
         signal.signal(s, handler)
     barrier(ranks)
