@@ -61,7 +61,8 @@ def test_two_processes_train_one_model_and_resume_with_one(photos, tmp_path):
     digests = re.findall(r"rank (\d): weights sha256 ([0-9a-f]{16})", output)
     assert sorted(r for r, _ in digests) == ["0", "1"]
     assert digests[0][1] == digests[1][1], output  # DDP kept the ranks identical
-    assert sorted(p.name for p in out.iterdir()) == ["best.safetensors", "last.pt", "log.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.safetensors", "last.pt", "last.safetensors", "log.jsonl"]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6] and records[0]["processes"] == 2
     assert "global batch 4 = 2 process(es) x 2" in output

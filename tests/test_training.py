@@ -370,13 +370,18 @@ def test_city100_and_synthetic_evaluation_pairs(tmp_path, rng):
     assert first[0].lr.shape == (28, 28, 3)
 
 
-def test_an_interrupted_run_saves_and_resumes(tmp_path, rng, monkeypatch):
+def _tiny_run(tmp_path, rng, model):
+    """A folder with one photo, a run folder and a tiny config: a run of a few seconds."""
     photos = tmp_path / "photos"
     photos.mkdir()
     _save(photos / "p.png", _smooth_photo(rng, 120, 120))
-    out = tmp_path / "run"
-    config = json.dumps({"model": "liif", "encoder": {"n_resblocks": 1, "n_feats": 8},
+    config = json.dumps({"model": model, "encoder": {"n_resblocks": 1, "n_feats": 8},
                          "hidden": [16]})
+    return photos, tmp_path / "run", config
+
+
+def test_an_interrupted_run_saves_and_resumes(tmp_path, rng, monkeypatch):
+    photos, out, config = _tiny_run(tmp_path, rng, "liif")
     real_batch = train.Mixture.batch
     calls = []
 
@@ -405,12 +410,7 @@ def test_a_packed_state_resumes_like_the_whole_one(tmp_path, rng):
     # bfloat16, the weights stay exact, and the resumed run follows the unpacked one closely.
     from training import resume_pack
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    _save(photos / "p.png", _smooth_photo(rng, 120, 120))
-    out = tmp_path / "run"
-    config = json.dumps({"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 8},
-                         "hidden": [16]})
+    photos, out, config = _tiny_run(tmp_path, rng, "ddir")
     assert train.main(["--model", "ddir", "--config", config, "--photos", str(photos),
                        "--iterations", "5", "--batch", "2", "--patch", "16", "--queries", "64",
                        "--val-every", "100", "--lr", "1e-3", "--threads", "1",
@@ -465,15 +465,10 @@ def test_the_weight_average_follows_its_formula():
 
 
 def test_a_run_with_ema_validates_and_keeps_the_average(tmp_path, rng):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    _save(photos / "p.png", _smooth_photo(rng, 120, 120))
+    photos, out, config = _tiny_run(tmp_path, rng, "ddir")
     val = tmp_path / "val"
     val.mkdir()
     _save(val / "v.png", _smooth_photo(rng, 48, 48))
-    out = tmp_path / "run"
-    config = json.dumps({"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 8},
-                         "hidden": [16]})
     common = ["--model", "ddir", "--config", config, "--photos", str(photos), "--batch", "2",
               "--patch", "16", "--queries", "64", "--val-synthetic", str(val), "--val-scales",
               "2", "--val-every", "4", "--lr", "1e-3", "--threads", "1", "--out", str(out)]
