@@ -405,45 +405,33 @@ def test_an_interrupted_run_saves_and_resumes(tmp_path, rng, monkeypatch):
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 8
 
 
-def test_a_packed_state_resumes_like_the_whole_one(tmp_path, rng):
-    # training.resume_pack halves what a session commits to resume a long run: the moments go
-    # bfloat16, the weights stay exact, and the resumed run follows the unpacked one closely.
+def test_a_packed_state_keeps_the_weights_to_ship_and_resumes(tmp_path, rng):
+    # training.resume_pack keeps what a later session needs of a long run, small enough to
+    # commit: the weights it would ship (the average with --ema), exact, and where it stands.
     from training import resume_pack
 
     photos, out, config = _tiny_run(tmp_path, rng, "ddir")
     assert train.main(["--model", "ddir", "--config", config, "--photos", str(photos),
                        "--iterations", "5", "--batch", "2", "--patch", "16", "--queries", "64",
-                       "--val-every", "100", "--lr", "1e-3", "--threads", "1",
+                       "--val-every", "100", "--lr", "1e-3", "--threads", "1", "--ema", "0.5",
                        "--out", str(out)]) == 0
     whole, packed = tmp_path / "whole.pt", tmp_path / "packed.pt"
     whole.write_bytes((out / "last.pt").read_bytes())
     assert resume_pack.main([str(whole), str(packed)]) == 0
-    assert packed.stat().st_size < whole.stat().st_size
     state, small = (torch.load(f, weights_only=True) for f in (whole, packed))
-
-    def moment_bytes(s):
-        return sum(v.nbytes for entry in s["optimizer"]["state"].values()
-                   for k, v in entry.items() if k != "step")
-    assert moment_bytes(small) * 2 == moment_bytes(state)
-    for name, value in state["model"].items():
+    assert "optimizer" not in small and "ema" not in small
+    assert packed.stat().st_size < 0.5 * whole.stat().st_size
+    for name, value in state["ema"].items():
         assert torch.equal(small["model"][name], value)
-    moments = [v for entry in small["optimizer"]["state"].values() for k, v in entry.items()
-               if k != "step"]
-    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
     assert small["step"] == state["step"] == 5 and small["rng"] == state["rng"]
+    assert small["args"] == state["args"]
 
-    after = {}
-    for name, source in (("whole", whole), ("packed", packed)):
-        assert train.main(["--resume", str(source), "--iterations", "8"]) == 0
-        resumed = torch.load(out / "last.pt", weights_only=True)
-        assert resumed["step"] == 8
-        assert all(v.dtype == torch.float32 for entry in resumed["optimizer"]["state"].values()
-                   for k, v in entry.items() if k != "step")
-        after[name] = resumed["model"]
-    for name, value in after["whole"].items():
-        moved = (value - state["model"][name]).abs().max()
-        gap = (after["packed"][name] - value).abs().max()
-        assert gap <= 0.05 * moved + 1e-7, name  # three steps of 1e-3 moved each weight ~3e-3
+    # the resume starts from those weights, Adam afresh, and trains on
+    assert train.main(["--resume", str(packed), "--iterations", "8"]) == 0
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert resumed["step"] == 8 and "optimizer" in resumed
+    moved = [(resumed["model"][k] - v).abs().max() for k, v in small["model"].items()]
+    assert max(moved) > 0
 
 
 def test_the_weight_average_follows_its_formula():

@@ -1,11 +1,12 @@
 """Pack a run's `last.pt` small enough to commit, so that a later session (a new machine) resumes.
 
-A paper-size DDIR's `last.pt` is 38 MB: float32 weights (12.6 MB) and Adam's two moment estimates
-(25 MB). The moments only steer the next steps' size and direction, so bfloat16 keeps what they
-carry (their 8-bit exponent holds the squared gradients' range; 3 significant digits are plenty
-for a running average) at half the bytes; the weights, and their average if the run keeps one
-(`--ema`, 12.6 MB more), stay float32, exact. `torch.optim.Adam` casts the moments back to
-float32 when `--resume` loads them, so nothing else changes:
+A paper-size DDIR's `last.pt` is 38 MB, 51 with `--ema`: the float32 weights (12.6 MB), their
+average, and Adam's two moment estimates. What a later session needs is the model and where the
+run stands (step, schedule, random streams, settings), so the packed state keeps exactly that:
+the weights the run would ship (the average when it keeps one, else the raw weights), float32
+and exact, 12.6 MB. Adam starts afresh on the resume, as it does after `--init` (its moments
+re-estimate within a few dozen steps), and the average, if the run keeps one, restarts from the
+packed weights:
 
     python -m training.resume_pack runs/ddir_paper_long/last.pt training/resume/ddir_paper_last.pt
     python -m training.train --resume training/resume/ddir_paper_last.pt --max-hours 2
@@ -23,15 +24,10 @@ import torch
 
 
 def pack_state(state: dict) -> dict:
-    """A copy of a training state whose optimizer moments are bfloat16 (weights untouched)."""
-    optimizer = state["optimizer"]
-    packed_params = {}
-    for index, entry in optimizer["state"].items():
-        packed_params[index] = {
-            key: value.to(torch.bfloat16)
-            if torch.is_tensor(value) and value.is_floating_point() and key != "step" else value
-            for key, value in entry.items()}
-    return {**state, "optimizer": {**optimizer, "state": packed_params}}
+    """A training state with only the weights to ship as its model: no optimiser, no average."""
+    packed = {k: v for k, v in state.items() if k not in ("optimizer", "ema")}
+    packed["model"] = state.get("ema", state["model"])
+    return packed
 
 
 def pack(source: str | Path, target: str | Path) -> int:

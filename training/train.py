@@ -283,8 +283,10 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                   else None) if ranks.distributed else model
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    if state is not None:
+    if state is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
+    elif state is not None:  # a packed state (training.resume_pack): the weights alone
+        say("resuming without the optimiser's state: Adam starts afresh", flush=True)
     # The average lives on rank 0, which alone validates and saves (every rank's weights agree).
     average = WeightAverage(model, args.ema) if args.ema and ranks.main else None
     if average is not None and state is not None and "ema" in state:
