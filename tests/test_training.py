@@ -292,6 +292,12 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, rng
                        "--max-hours", "1"]) == 0
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 75
 
+    # the model file records the command that started the run and each resume, in order
+    _, info = read_header(out / "last.safetensors")
+    assert "--photos" in info["command"] and "--resume" not in info["command"]
+    assert [c.split("--iterations ")[1][:2] for c in info["resumed"]] == ["70", "75"]
+    assert "Resumed with:" in report.model_card(out / "last.safetensors", "DDIR", None, None)
+
     # the model card tells the checkpoint's own record and the run's validation history
     card = report.model_card(out / "best.safetensors", "DDIR", out / "log.jsonl", None)
     _, info = read_header(out / "best.safetensors")
@@ -411,10 +417,12 @@ def test_a_packed_state_keeps_the_weights_to_ship_and_resumes(tmp_path, rng):
     from training import resume_pack
 
     photos, out, config = _tiny_run(tmp_path, rng, "ddir")
+    start = tmp_path / "start.safetensors"
+    save_checkpoint(make_model(json.loads(config)), start, {})
     assert train.main(["--model", "ddir", "--config", config, "--photos", str(photos),
                        "--iterations", "5", "--batch", "2", "--patch", "16", "--queries", "64",
                        "--val-every", "100", "--lr", "1e-3", "--threads", "1", "--ema", "0.5",
-                       "--out", str(out)]) == 0
+                       "--init", str(start), "--out", str(out)]) == 0
     whole, packed = tmp_path / "whole.pt", tmp_path / "packed.pt"
     whole.write_bytes((out / "last.pt").read_bytes())
     assert resume_pack.main([str(whole), str(packed)]) == 0
@@ -430,6 +438,10 @@ def test_a_packed_state_keeps_the_weights_to_ship_and_resumes(tmp_path, rng):
     assert train.main(["--resume", str(packed), "--iterations", "8"]) == 0
     resumed = torch.load(out / "last.pt", weights_only=True)
     assert resumed["step"] == 8 and "optimizer" in resumed
+    # its model file tells where the run started, how, and how it was resumed
+    _, info = read_header(out / "last.safetensors")
+    assert info["init"] == "start.safetensors" and "--ema 0.5" in info["command"]
+    assert info["resumed"] == [f"python -m training.train --resume {packed} --iterations 8"]
     moved = [(resumed["model"][k] - v).abs().max() for k, v in small["model"].items()]
     assert max(moved) > 0
 

@@ -143,8 +143,11 @@ def model_card(checkpoint: str | Path, name: str,
              f"{_hours(info['wall_time_s']) if 'wall_time_s' in info else 'not recorded'} |",
              f"| machine | {info.get('machine', 'not recorded')} |",
              f"| seed | {info.get('seed', 'not recorded')} |", "",
-             "Command of the process that wrote this checkpoint (recorded in it):", "",
+             *([f"Started from `{info['init']}` (`--init`).", ""] if "init" in info else []),
+             "Command that started the run (recorded in the checkpoint):", "",
              "```bash", info.get("command", "not recorded"), "```"]
+    if info.get("resumed"):
+        lines += ["", "Resumed with:", "", "```bash", *info["resumed"], "```"]
     logs = [log] if isinstance(log, (str, Path)) else list(log or [])
     for part in logs:
         # One table per log: a run continued from another (--init) counts its steps afresh.

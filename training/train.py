@@ -222,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python -m training.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     state = None
+    commands = [command]
     if args.resume:
         state = torch.load(args.resume, map_location="cpu", weights_only=True)
+        # The run's history: the command that started it, then each resume (a state saved
+        # before the history was kept starts it at this resume).
+        commands = [*state.get("commands", []), command]
         saved = state["args"]
         # Keep the run's own settings; only stopping, schedule and device knobs may change.
         given = vars(parse_args(argv, only_given=True))
@@ -243,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     ranks, device = setup(args.device)
     try:
-        return _train(args, state, command, ranks, device)
+        return _train(args, state, commands, ranks, device)
     finally:
         teardown(ranks)
 
 
-def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ranks,
+def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ranks: Ranks,
            device: torch.device) -> int:
     if args.batch % ranks.world:
         raise SystemExit(f"--batch {args.batch} (the global batch) must be a multiple of the "
@@ -330,12 +334,15 @@ def _train(args: argparse.Namespace, state: dict | None, command: str, ranks: Ra
                     **({"ema": average.state_dict()} if average is not None else {}),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "step": step, "best": best, "stale": stale, "elapsed": elapsed,
-                    "args": vars(args), "out": str(out)}, out / "last.pt.part")
+                    "args": vars(args), "out": str(out), "commands": commands},
+                   out / "last.pt.part")
         os.replace(out / "last.pt.part", out / "last.pt")
 
     def checkpoint_info(scores: dict[str, float] | None) -> dict:
         top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
-        return {"data": [s.name for s in data.sources], "command": command,
+        return {"data": [s.name for s in data.sources], "command": commands[0],
+                **({"resumed": commands[1:]} if len(commands) > 1 else {}),
+                **({"init": Path(args.init).name} if getattr(args, "init", None) else {}),
                 **({"teacher": Path(args.teacher).name, "teacher_share": args.teacher_share}
                    if getattr(args, "teacher", None) else {}),
                 "train_scales": [args.min_scale, top],
