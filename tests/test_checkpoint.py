@@ -119,6 +119,16 @@ def test_shipping_a_run_adds_the_tone_anchor_and_keeps_the_record(tmp_path, mode
     assert not load_checkpoint(source)[0].tone_anchor_checkerboard
     assert ship.main([str(source), str(target)]) == 1  # no --force: the file stays
     assert load_checkpoint(target)[0].tone_anchor
+    # and out again, the weights and the record kept: what the anchor costs is measured so
+    bare = tmp_path / "bare.safetensors"
+    assert ship.main([str(target), str(bare), "--no-tone-anchor"]) == 0
+    unanchored, info = load_checkpoint(bare)
+    assert not unanchored.tone_anchor and not unanchored.tone_anchor_checkerboard
+    assert not set(ship.ANCHOR_KEYS) & set(info) and info["train_scales"] == [1.5, 8.0]
+    for key, value in model.state_dict().items():
+        assert torch.equal(unanchored.state_dict()[key], value), key
+    assert ship.main([str(target), str(tmp_path / "x.safetensors"), "--no-tone-anchor",
+                      "--tone-anchor"]) == 1
 
 
 @pytest.mark.parametrize("sigma", ["wide", -1, 0.1, 100, True, float("nan"), [2.0]])

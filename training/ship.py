@@ -20,13 +20,19 @@ from pathlib import Path
 from ddir_zoom.models import CheckpointError, load_checkpoint, save_checkpoint
 from ddir_zoom.models.tone_anchor import check_sigma
 
+ANCHOR_KEYS = ("tone_anchor", "tone_anchor_sigma", "tone_anchor_checkerboard")
+
 
 def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
          train_scales: tuple[float, float] | None = None, sigma: float | None = None,
-         checkerboard: bool = False) -> dict:
+         checkerboard: bool = False, no_tone_anchor: bool = False) -> dict:
     """Write `source`'s model to `target` with the info changes; returns the new info."""
     model, info = load_checkpoint(source, "cpu")
     info = dict(info)
+    if no_tone_anchor:
+        if tone_anchor or sigma is not None or checkerboard:
+            raise ValueError("--no-tone-anchor goes with no other --tone-anchor option")
+        info = {k: v for k, v in info.items() if k not in ANCHOR_KEYS}
     if tone_anchor:
         info["tone_anchor"] = True
     if sigma is not None:
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tone-anchor-checkerboard", action="store_true",
                         help="the anchor samples one point per pixel, in a checkerboard (half "
                         "the cost; measure its tones with training.evaluate --tone)")
+    parser.add_argument("--no-tone-anchor", action="store_true",
+                        help="take the tone anchor and its settings out")
     parser.add_argument("--train-scales", help="MIN,MAX: the scales it was trained on")
     parser.add_argument("--force", action="store_true", help="replace an existing target")
     args = parser.parse_args(argv)
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         scales = (low, high)
     try:
         info = ship(args.source, args.target, args.tone_anchor, scales, args.tone_anchor_sigma,
-                    args.tone_anchor_checkerboard)
+                    args.tone_anchor_checkerboard, args.no_tone_anchor)
     except (CheckpointError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
