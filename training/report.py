@@ -144,7 +144,10 @@ def model_card(checkpoint: str | Path, name: str,
              f"| machine | {info.get('machine', 'not recorded')} |",
              f"| seed | {info.get('seed', 'not recorded')} |", "",
              *([f"Started from `{info['init']}` (`--init`).", ""] if "init" in info else []),
-             "Command that started the run (recorded in the checkpoint):", "",
+             # A file written before runs kept their history records its writer's command.
+             ("Command of the process that wrote this checkpoint (recorded in it):"
+              if "--resume" in info.get("command", "") else
+              "Command that started the run (recorded in the checkpoint):"), "",
              "```bash", info.get("command", "not recorded"), "```"]
     if info.get("resumed"):
         lines += ["", "Resumed with:", "", "```bash", *info["resumed"], "```"]
