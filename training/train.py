@@ -147,9 +147,8 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
 
 
 def build_sources(args: argparse.Namespace) -> Mixture:
-    scale_range = ScaleSampler(args.min_scale, args.max_scale,
-                               getattr(args, "extra_max_scale", 0.0),
-                               getattr(args, "extra_share", 0.0))
+    scale_range = ScaleSampler(args.min_scale, args.max_scale, args.extra_max_scale,
+                               args.extra_share)
     sources = []
     for root in args.realarbisr:
         sources.append(RealArbiSRSource(root))
@@ -158,8 +157,8 @@ def build_sources(args: argparse.Namespace) -> Mixture:
                                      scale_range=scale_range))
     if args.photos:
         sources.append(SyntheticSource(args.photos, scale_range=scale_range,
-                                       degradation=getattr(args, "degradation", "full")))
-    for folder in getattr(args, "pregenerated", []):
+                                       degradation=args.degradation))
+    for folder in args.pregenerated:
         sources.append(PregeneratedSource(folder))
     weights = {}
     for item in filter(None, args.mix.split(",")):
@@ -235,14 +234,12 @@ def main(argv: list[str] | None = None) -> int:
                     "val_every", "workers", "ema"):
             if key in given:
                 saved[key] = given[key]
-        args = argparse.Namespace(**saved)
+        # A run saved before an option existed gets that option's default.
+        args = argparse.Namespace(**{**vars(parse_args([])), **saved})
         args.resume = str(Path(state["out"]) / "last.pt")
     if args.lr_step is None:
         # Fixed now, so that a resume with another --iterations keeps the schedule.
         args.lr_step = max(1, args.iterations // 5)
-    for key, default in (("workers", 0), ("bf16", False), ("pregenerated", []), ("ema", 0.0)):
-        if not hasattr(args, key):  # a run saved before these options existed
-            setattr(args, key, default)
     if args.threads:
         torch.set_num_threads(args.threads)
     ranks, device = setup(args.device)
@@ -270,7 +267,7 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
         init_from(model, load_init(args.init))
         say(f"initialised from {args.init}", flush=True)
     teacher = None
-    if getattr(args, "teacher", None):
+    if args.teacher:
         teacher, _ = load_checkpoint(args.teacher, device, expect_model=model.name)
         teacher.use_channels_last().requires_grad_(False)
         say(f"distilling from {args.teacher} ({args.teacher_share:g} of the loss)", flush=True)
@@ -339,12 +336,12 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
         os.replace(out / "last.pt.part", out / "last.pt")
 
     def checkpoint_info(scores: dict[str, float] | None) -> dict:
-        top = max(args.max_scale, getattr(args, "extra_max_scale", 0.0) or 0.0)
+        top = max(args.max_scale, args.extra_max_scale)
         return {"data": [s.name for s in data.sources], "command": commands[0],
                 **({"resumed": commands[1:]} if len(commands) > 1 else {}),
-                **({"init": Path(args.init).name} if getattr(args, "init", None) else {}),
+                **({"init": Path(args.init).name} if args.init else {}),
                 **({"teacher": Path(args.teacher).name, "teacher_share": args.teacher_share}
-                   if getattr(args, "teacher", None) else {}),
+                   if args.teacher else {}),
                 "train_scales": [args.min_scale, top],
                 "iterations": step, "wall_time_s": round(elapsed),
                 **({"ema": args.ema} if average is not None else {}),
@@ -372,7 +369,7 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
             group["lr"] = learning_rate(args, step)
         batch = {k: v.to(device, non_blocking=True) for k, v in next_batch().items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss, parts = loss_fn(net, batch, teacher, getattr(args, "teacher_share", 1.0))
+            loss, parts = loss_fn(net, batch, teacher, args.teacher_share)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
