@@ -527,6 +527,43 @@ def test_report_checks_the_bar_row_by_row():
     assert "0.10 / 0.20 **shifted**" in text
 
 
+def test_report_compare_ships_only_a_candidate_better_everywhere():
+    def report_of(method, psnrs, tone_ok=True, photos_ok=True):
+        rows = [{"dataset": "set14 (synthetic)", "scale": s,
+                 "table": {method: {"psnr": v, "ssim": 0.5, "images": 14, "tone_mad_255": 0.5,
+                                    "tone_gain_error": 0.002, "tone_contrast_255": 0.4,
+                                    "tone_ok": tone_ok}}} for s, v in psnrs.items()]
+        photos = {"folder": "b100", "table": {method: {
+            "images": 8, "scales": [1.5, 8], "tone_mad_255": 0.4, "tone_gain_error": 0.002,
+            "tone_contrast_255": 0.3 if photos_ok else 3.0, "tone_ok": photos_ok}}}
+        return {"models": {method: {}}, "results": rows, "tone": [photos]}
+    shipped = report_of("DDIR", {2: 30.0, 3: 27.0})
+    better = report_of("DDIR", {2: 30.1, 3: 27.05})
+    assert report.compare(shipped, better)[1]
+    assert not report.compare(shipped, report_of("DDIR", {2: 30.1, 3: 27.0}))[1]  # a tie
+    assert not report.compare(shipped, report_of("DDIR", {2: 30.1}))[1]  # a row not measured
+    assert not report.compare(shipped, report_of("DDIR", {2: 30.1, 3: 27.1}, tone_ok=False))[1]
+    text, ship = report.compare(shipped, report_of("DDIR", {2: 30.1, 3: 27.1}, photos_ok=False))
+    assert not ship and "**shifted**" in text
+    assert not report.compare({"results": []}, better)[1]  # nothing to compare with
+    # A candidate recorded under another name; the command line's exit status is the decision.
+    assert report.compare(shipped, report_of("new", {2: 30.1, 3: 27.05}), "DDIR", "new")[1]
+    assert "| set14 (synthetic) x3 | 27.00 | 27.05 | +0.05 |" in report.compare(shipped, better)[0]
+
+
+def test_report_compare_command_exits_by_its_decision(tmp_path, capsys):
+    def write(name, psnr):
+        path = tmp_path / name
+        path.write_text(json.dumps({"results": [{"dataset": "b100", "scale": 3, "table": {
+            "DDIR": {"psnr": psnr, "ssim": 0.5, "images": 3}}}]}))
+        return str(path)
+    old, good, bad = write("old.json", 26.0), write("good.json", 26.2), write("bad.json", 25.9)
+    assert report.main(["compare", "--shipped", old, "--candidate", good]) == 0
+    assert "Ship: gains on all 1 rows" in capsys.readouterr().out
+    assert report.main(["compare", "--shipped", old, "--candidate", bad]) == 1
+    assert "1 row(s) without gain" in capsys.readouterr().out
+
+
 def test_report_merges_evaluations_run_apart():
     def result(dataset, scale, **psnr):
         return {"dataset": dataset, "scale": scale,

@@ -7,6 +7,11 @@
       --log runs/ddir_compact/log.jsonl --quality benchmarks/results/quality.json --name DDIR
       a model card: the checkpoint's own record (data, command, iterations, wall time), the
       validation history of its run, and its measured table next to the other methods.
+  python -m training.report compare --shipped benchmarks/results/quality_ddir.json \\
+      benchmarks/results/tone_ddir.json --candidate quality_new.json tone_new.json
+      a candidate against the shipped model, row by row (PSNR-Y and tones): exit 0 only when it
+      was measured on every row and photo set the shipped model was, gains on every row and
+      keeps its tones everywhere.
 
 Nothing here computes a figure: every number comes from evaluate.py's JSON, the training log or
 the checkpoint's header.
@@ -171,6 +176,57 @@ def model_card(checkpoint: str | Path, name: str,
     return "\n".join(lines) + "\n"
 
 
+def compare(shipped: dict, candidate: dict, method: str = "DDIR",
+            candidate_method: str | None = None) -> tuple[str, bool]:
+    """The shipping decision, row by row: the candidate's PSNR-Y against the shipped model's on
+    every row the shipped model was measured on, and the candidate's tone check on each of its
+    rows and photo sets. (markdown, ship): ship only when the candidate was measured on every
+    row and photo set the shipped model was, gains on every row and shifts no tone."""
+    cand = candidate_method or method
+    old = {title: table[method] for title, table in _rows(shipped) if method in table}
+    new = {title: table[cand] for title, table in _rows(candidate) if cand in table}
+    old_photos = {e["folder"] for e in shipped.get("tone", []) if method in e["table"]}
+    new_photos = {e["folder"]: e["table"][cand] for e in candidate.get("tone", [])
+                  if cand in e["table"]}
+
+    def tones(r: dict) -> str:
+        text = (f"{r['tone_mad_255']:.2f} / {r['tone_contrast_255']:.2f}"
+                if "tone_contrast_255" in r else "not measured")
+        return text + ("" if r.get("tone_ok", True) else " **shifted**")
+
+    lines = ["| row | shipped | candidate | change | candidate's tones (MAD / contrast) |",
+             "|---|---|---|---|---|"]
+    missing, worse, shifted = 0, 0, 0
+    for title in list(old) + [t for t in new if t not in old]:
+        if title not in new:
+            missing += 1
+            lines.append(f"| {title} | {old[title]['psnr']:.2f} | **not measured** | - | - |")
+            continue
+        r = new[title]
+        shifted += not r.get("tone_ok", True)
+        if title in old:
+            change = r["psnr"] - old[title]["psnr"]
+            worse += change <= 0
+            lines.append(f"| {title} | {old[title]['psnr']:.2f} | {r['psnr']:.2f} | "
+                         f"{change:+.2f}{'' if change > 0 else ' **no gain**'} | {tones(r)} |")
+        else:
+            lines.append(f"| {title} | - | {r['psnr']:.2f} | - | {tones(r)} |")
+    for folder in sorted(old_photos | set(new_photos)):
+        name = f"photos of {Path(folder).name}"
+        if folder not in new_photos:
+            missing += 1
+            lines.append(f"| {name} | - | - | - | **not measured** |")
+            continue
+        shifted += not new_photos[folder]["tone_ok"]
+        lines.append(f"| {name} | - | - | - | {tones(new_photos[folder])} |")
+    ship = not (missing or worse or shifted) and bool(old)
+    verdict = (f"Ship: gains on all {len(old)} rows, tones kept." if ship else
+               f"Do not ship: {worse} row(s) without gain, {shifted} shifted tone(s), "
+               f"{missing} row(s) or photo set(s) not measured"
+               + ("" if old else ", nothing to compare with") + ".")
+    return "\n".join([*lines, "", verdict]), ship
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
@@ -193,7 +249,22 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--quality", nargs="+", help="evaluate.py JSON files, merged")
     c.add_argument("--notes", help="a markdown file appended to the card (the run's history)")
     c.add_argument("-o", "--output")
+    v = sub.add_parser("compare", help="a candidate against the shipped model, row by row; "
+                       "exit 1 unless it gains on every row and keeps its tones")
+    v.add_argument("--shipped", nargs="+", required=True,
+                   help="evaluate.py JSON files of the shipped model, merged")
+    v.add_argument("--candidate", nargs="+", required=True,
+                   help="evaluate.py JSON files of the candidate, merged")
+    v.add_argument("--method", default="DDIR", help="the method's name in the shipped JSON")
+    v.add_argument("--candidate-method", help="its name in the candidate's JSON (default: the "
+                   "same)")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        text, ship = compare(merge([json.loads(Path(f).read_text()) for f in args.shipped]),
+                             merge([json.loads(Path(f).read_text()) for f in args.candidate]),
+                             args.method, args.candidate_method)
+        print(text)
+        return 0 if ship else 1
     if args.command == "quality":
         against = tuple(m for m in args.against.split(",") if m)
         report = merge([json.loads(Path(f).read_text()) for f in args.json])
