@@ -546,6 +546,9 @@ def test_report_compare_ships_only_a_candidate_better_everywhere():
     text, ship = report.compare(shipped, report_of("DDIR", {2: 30.1, 3: 27.1}, photos_ok=False))
     assert not ship and "**shifted**" in text
     assert not report.compare({"results": []}, better)[1]  # nothing to compare with
+    untested = report_of("DDIR", {2: 30.1, 3: 27.05})
+    del untested["results"][1]["table"]["DDIR"]["tone_ok"]
+    assert not report.compare(shipped, untested)[1]  # a row whose tones were not checked
     # A candidate recorded under another name; the command line's exit status is the decision.
     assert report.compare(shipped, report_of("new", {2: 30.1, 3: 27.05}), "DDIR", "new")[1]
     assert "| set14 (synthetic) x3 | 27.00 | 27.05 | +0.05 |" in report.compare(shipped, better)[0]
@@ -555,7 +558,8 @@ def test_report_compare_command_exits_by_its_decision(tmp_path, capsys):
     def write(name, psnr):
         path = tmp_path / name
         path.write_text(json.dumps({"results": [{"dataset": "b100", "scale": 3, "table": {
-            "DDIR": {"psnr": psnr, "ssim": 0.5, "images": 3}}}]}))
+            "DDIR": {"psnr": psnr, "ssim": 0.5, "images": 3, "tone_mad_255": 0.3,
+                     "tone_contrast_255": 0.2, "tone_ok": True}}}]}))
         return str(path)
     old, good, bad = write("old.json", 26.0), write("good.json", 26.2), write("bad.json", 25.9)
     assert report.main(["compare", "--shipped", old, "--candidate", good]) == 0

@@ -204,6 +204,7 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
             continue
         r = new[title]
         shifted += not r.get("tone_ok", True)
+        missing += "tone_ok" not in r  # a row whose tones were not checked is no evidence
         if title in old:
             change = r["psnr"] - old[title]["psnr"]
             worse += change <= 0
