@@ -97,6 +97,16 @@ def bar_check(report: dict, ddir: str = "DDIR", against: tuple[str, ...] = ("bic
     return checks
 
 
+def tone_cell(r: dict) -> str:
+    """One method's tone result: MAD / contrast change in levels, flagged when shifted."""
+    if "tone_mad_255" not in r or "tone_ok" not in r:
+        return "not measured"
+    flag = "" if r["tone_ok"] else " **shifted**"
+    contrast = r.get("tone_contrast_255")
+    second = f"{contrast:.2f}" if contrast is not None else f"gain {r['tone_gain_error']:.3f}"
+    return f"{r['tone_mad_255']:.2f} / {second}{flag}"
+
+
 def tone_markdown(report: dict) -> str:
     """Worst tone error per method: over each evaluation set (against the LR input) and over the
     tone check's photos and scales."""
@@ -106,21 +116,13 @@ def tone_markdown(report: dict) -> str:
         methods += [m for m in table if m not in methods]
     lines = ["| set | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
 
-    def cell(r: dict) -> str:
-        if "tone_mad_255" not in r:
-            return "not measured"
-        flag = "" if r["tone_ok"] else " **shifted**"
-        contrast = r.get("tone_contrast_255")
-        second = f"{contrast:.2f}" if contrast is not None else f"gain {r['tone_gain_error']:.3f}"
-        return f"{r['tone_mad_255']:.2f} / {second}{flag}"
-
     for title, table in _rows(report):
-        lines.append(f"| {title} | " + " | ".join(cell(table[m]) if m in table else "-"
+        lines.append(f"| {title} | " + " | ".join(tone_cell(table[m]) if m in table else "-"
                                                    for m in methods) + " |")
     for entry in report.get("tone", []):
         scales = ", ".join(f"x{s:g}" for s in next(iter(entry["table"].values()))["scales"])
         lines.append(f"| photos of {Path(entry['folder']).name}, {scales} | "
-                     + " | ".join(cell(entry["table"][m]) if m in entry["table"] else "-"
+                     + " | ".join(tone_cell(entry["table"][m]) if m in entry["table"] else "-"
                                   for m in methods) + " |")
     return "\n".join(lines)
 
@@ -189,11 +191,6 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
     new_photos = {e["folder"]: e["table"][cand] for e in candidate.get("tone", [])
                   if cand in e["table"]}
 
-    def tones(r: dict) -> str:
-        text = (f"{r['tone_mad_255']:.2f} / {r['tone_contrast_255']:.2f}"
-                if "tone_contrast_255" in r else "not measured")
-        return text + ("" if r.get("tone_ok", True) else " **shifted**")
-
     lines = ["| row | shipped | candidate | change | candidate's tones (MAD / contrast) |",
              "|---|---|---|---|---|"]
     missing, worse, shifted = 0, 0, 0
@@ -209,9 +206,9 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
             change = r["psnr"] - old[title]["psnr"]
             worse += change <= 0
             lines.append(f"| {title} | {old[title]['psnr']:.2f} | {r['psnr']:.2f} | "
-                         f"{change:+.2f}{'' if change > 0 else ' **no gain**'} | {tones(r)} |")
+                         f"{change:+.2f}{'' if change > 0 else ' **no gain**'} | {tone_cell(r)} |")
         else:
-            lines.append(f"| {title} | - | {r['psnr']:.2f} | - | {tones(r)} |")
+            lines.append(f"| {title} | - | {r['psnr']:.2f} | - | {tone_cell(r)} |")
     for folder in sorted(old_photos | set(new_photos)):
         name = f"photos of {Path(folder).name}"
         if folder not in new_photos:
@@ -219,13 +216,18 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
             lines.append(f"| {name} | - | - | - | **not measured** |")
             continue
         shifted += not new_photos[folder]["tone_ok"]
-        lines.append(f"| {name} | - | - | - | {tones(new_photos[folder])} |")
+        lines.append(f"| {name} | - | - | - | {tone_cell(new_photos[folder])} |")
     ship = not (missing or worse or shifted) and bool(old)
     verdict = (f"Ship: gains on all {len(old)} rows, tones kept." if ship else
                f"Do not ship: {worse} row(s) without gain, {shifted} shifted tone(s), "
                f"{missing} row(s) or photo set(s) not measured"
                + ("" if old else ", nothing to compare with") + ".")
     return "\n".join([*lines, "", verdict]), ship
+
+
+def load(files: list[str]) -> dict:
+    """evaluate.py JSON files, merged."""
+    return merge([json.loads(Path(f).read_text()) for f in files])
 
 
 def _hours(seconds: float) -> str:
@@ -261,20 +263,18 @@ def main(argv: list[str] | None = None) -> int:
                    "same)")
     args = parser.parse_args(argv)
     if args.command == "compare":
-        text, ship = compare(merge([json.loads(Path(f).read_text()) for f in args.shipped]),
-                             merge([json.loads(Path(f).read_text()) for f in args.candidate]),
-                             args.method, args.candidate_method)
+        text, ship = compare(load(args.shipped), load(args.candidate), args.method,
+                             args.candidate_method)
         print(text)
         return 0 if ship else 1
     if args.command == "quality":
         against = tuple(m for m in args.against.split(",") if m)
-        report = merge([json.loads(Path(f).read_text()) for f in args.json])
+        report = load(args.json)
         if args.output:
             Path(args.output).write_text(json.dumps(report, indent=2))
         print(quality_markdown(report, args.ddir, against))
         return 0
-    quality = merge([json.loads(Path(f).read_text()) for f in args.quality]) \
-        if args.quality else None
+    quality = load(args.quality) if args.quality else None
     notes = Path(args.notes).read_text() if args.notes else ""
     text = model_card(args.checkpoint, args.name, args.log, quality, notes)
     if args.output:
