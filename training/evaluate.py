@@ -19,8 +19,8 @@ larger difference means the scale is wrong and is an error, never a silent compa
 Example:
   python -m training.evaluate --city100 ../shared/data/city100_iphonex \\
       --synthetic ../shared/data/benchmarks/set14 --scales 1.5,2.3,3,3.7 \\
-      --model DDIR=resources/weights/ddir_compact.safetensors \\
-      --model LIIF=resources/weights/liif_compact.safetensors --json results.json
+      --model DDIR=resources/weights/ddir_paper.safetensors \\
+      --model LIIF=resources/weights/liif_official.safetensors --json results.json
 """
 
 from __future__ import annotations
