@@ -3,8 +3,8 @@
   python -m training.report quality benchmarks/results/quality.json
       one table (dataset and scale by method, PSNR-Y / SSIM), the tone errors, and the bar:
       on every row DDIR's PSNR-Y above each method of --against, its tones kept.
-  python -m training.report card resources/weights/ddir_compact.safetensors \\
-      --log runs/ddir_compact/log.jsonl --quality benchmarks/results/quality.json --name DDIR
+  python -m training.report card resources/weights/ddir_paper.safetensors \\
+      --log runs/ddir_paper/log.jsonl --quality benchmarks/results/quality.json --name DDIR
       a model card: the checkpoint's own record (data, command, iterations, wall time), the
       validation history of its run, and its measured table next to the other methods.
   python -m training.report compare --shipped benchmarks/results/quality_ddir.json \\
