@@ -611,3 +611,34 @@ def test_distillation_targets_are_the_teachers_outputs(tmp_path, rng):
     assert train.main(args) == 0
     _, info = load_checkpoint(out / "best.safetensors")
     assert info["teacher"] == "teacher.safetensors" and info["teacher_share"] == 0.75
+
+
+def test_report_relabel_records_the_shipped_file_only_if_it_renders_the_same(tmp_path, capsys):
+    from training import ship
+
+    torch.manual_seed(0)
+    model = make_model({"model": "ddir", "encoder": {"n_resblocks": 1, "n_feats": 8},
+                        "hidden": [16]})
+    run = save_checkpoint(model, tmp_path / "last.safetensors", {"iterations": 5})
+    scratch, shipped = tmp_path / "scratch.safetensors", tmp_path / "shipped.safetensors"
+    assert ship.main([str(run), str(scratch), "--tone-anchor", "--tone-anchor-sigma", "1.25"]) == 0
+    assert ship.main([str(run), str(shipped), "--tone-anchor", "--tone-anchor-sigma", "1.25"]) == 0
+    scored = {"models": {"DDIR": {"file": str(scratch), "precision": "float32"}}, "results": []}
+    result = tmp_path / "q.json"
+    result.write_text(json.dumps(scored))
+    assert report.main(["relabel", str(result), "--file", str(shipped)]) == 0
+    entry = json.loads(result.read_text())["models"]["DDIR"]
+    assert entry["file"] == str(shipped) and str(scratch) in entry["evaluated_as"]
+    assert entry["precision"] == "float32"
+    # Another sigma, another tensor, or the anchor off: refused, and the JSON left as it was.
+    assert ship.main([str(run), str(shipped), "--tone-anchor", "--force"]) == 0
+    assert ship.differences(scratch, shipped) == ["tone_anchor_sigma: 1.25 != None"]
+    result.write_text(json.dumps(scored))
+    assert report.main(["relabel", str(result), "--file", str(shipped)]) == 1
+    assert "tone_anchor_sigma" in capsys.readouterr().err
+    assert json.loads(result.read_text()) == scored
+    with torch.no_grad():
+        next(iter(model.parameters()))[0] += 1e-6
+    save_checkpoint(model, shipped, {"tone_anchor": True, "tone_anchor_sigma": 1.25})
+    assert [d for d in ship.differences(scratch, shipped) if "differs" in d]
+    assert report.main(["relabel", str(result), "--file", str(shipped), "--method", "LIIF"]) == 1

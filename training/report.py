@@ -12,6 +12,10 @@
       a candidate against the shipped model, row by row (PSNR-Y and tones): exit 0 only when it
       was measured on every row and photo set the shipped model was, gains on every row and
       keeps its tones everywhere.
+  python -m training.report relabel quality_new.json --file resources/weights/ddir_paper.safetensors
+      a model scored as a scratch copy, then shipped: its "file" becomes the shipped file and
+      "evaluated_as" the copy, only if the two hold the same weights, architecture and inference
+      settings (training.ship.differences); the JSON is rewritten in place.
 
 Nothing here computes a figure: every number comes from evaluate.py's JSON, the training log or
 the checkpoint's header.
@@ -24,7 +28,8 @@ import json
 import sys
 from pathlib import Path
 
-from ddir_zoom.models.checkpoint import read_header
+from ddir_zoom.imaging.io import atomic_output
+from ddir_zoom.models.checkpoint import CheckpointError, read_header
 
 REAL = "(real)"
 
@@ -225,6 +230,26 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
     return "\n".join([*lines, "", verdict]), ship
 
 
+def relabel(report: dict, method: str, shipped: str) -> dict:
+    """`report` with `method` recorded as the model file `shipped`, which must render as the
+    file it was scored as (ValueError otherwise)."""
+    from training.ship import differences
+
+    models = report.get("models", {})
+    if method not in models:
+        raise ValueError(f"no model {method!r} in the report (it has {sorted(models)})")
+    scored = models[method]["file"]
+    if Path(scored).resolve() == Path(shipped).resolve():
+        return report
+    found = differences(scored, shipped)
+    if found:
+        raise ValueError(f"{shipped} is not the model scored as {scored}: " + "; ".join(found[:5]))
+    entry = dict(models[method], file=str(shipped),
+                 evaluated_as=f"{scored} (the same weights, architecture and inference settings, "
+                 "checked by training.report relabel)")
+    return dict(report, models=dict(models, **{method: entry}))
+
+
 def load(files: list[str]) -> dict:
     """evaluate.py JSON files, merged."""
     return merge([json.loads(Path(f).read_text()) for f in files])
@@ -261,7 +286,24 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--method", default="DDIR", help="the method's name in the shipped JSON")
     v.add_argument("--candidate-method", help="its name in the candidate's JSON (default: the "
                    "same)")
+    r = sub.add_parser("relabel", help="record a model scored as a scratch copy under the file "
+                       "it shipped as (checked to render the same)")
+    r.add_argument("json", nargs="+", help="evaluate.py JSON files, each rewritten in place")
+    r.add_argument("--file", required=True, help="the shipped model file")
+    r.add_argument("--method", default="DDIR")
     args = parser.parse_args(argv)
+    if args.command == "relabel":
+        try:
+            reports = {f: relabel(json.loads(Path(f).read_text()), args.method, args.file)
+                       for f in args.json}
+        except (ValueError, CheckpointError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for f, rep in reports.items():  # written only once every file checked out
+            with atomic_output(f) as handle:  # rewritten in place: never left half-written
+                handle.write(json.dumps(rep, indent=2).encode())
+            print(f"{f}: {args.method} = {args.file}")
+        return 0
     if args.command == "compare":
         text, ship = compare(load(args.shipped), load(args.candidate), args.method,
                              args.candidate_method)

@@ -9,6 +9,9 @@ then take the model's tone drift out), `--tone-anchor-sigma` the width of its lo
 model, `--tone-anchor-checkerboard` one sample point per pixel instead of two (half the anchor's
 cost, `tone_anchor.checkerboard`), and `--train-scales` records the scales it was trained on.
 The output is written atomically and refused if it exists, unless `--force`.
+`differences(a, b)` says how two model files differ in what a render uses (the weights, the
+architecture, the inference settings): a model scored as a scratch copy and then shipped is
+recorded under the shipped name only when there are none (`training.report relabel`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+
 from ddir_zoom.models import CheckpointError, load_checkpoint, save_checkpoint
+from ddir_zoom.models.checkpoint import read_header
 from ddir_zoom.models.tone_anchor import check_sigma
 
 ANCHOR_KEYS = ("tone_anchor", "tone_anchor_sigma", "tone_anchor_checkerboard")
@@ -43,6 +50,28 @@ def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
         info["train_scales"] = list(train_scales)
     save_checkpoint(model, target, info)
     return info
+
+
+def differences(a: str | Path, b: str | Path) -> list[str]:
+    """What differs between two model files in what a render uses: the architecture config,
+    the inference settings (`ANCHOR_KEYS`), each tensor's name, shape, dtype and values.
+    Empty when they render the same pixels; the run's record (`info`'s other keys) may differ."""
+    (config_a, info_a), (config_b, info_b) = read_header(a), read_header(b)
+    found = []
+    if config_a != config_b:
+        found.append(f"config: {config_a} != {config_b}")
+    for key in ANCHOR_KEYS:
+        if info_a.get(key) != info_b.get(key):
+            found.append(f"{key}: {info_a.get(key)!r} != {info_b.get(key)!r}")
+    with safe_open(str(a), framework="pt") as ha, safe_open(str(b), framework="pt") as hb:
+        names_a, names_b = set(ha.keys()), set(hb.keys())
+        found += [f"tensor {n}: only in {a}" for n in sorted(names_a - names_b)]
+        found += [f"tensor {n}: only in {b}" for n in sorted(names_b - names_a)]
+        for name in sorted(names_a & names_b):
+            ta, tb = ha.get_tensor(name), hb.get_tensor(name)
+            if ta.dtype != tb.dtype or ta.shape != tb.shape or not torch.equal(ta, tb):
+                found.append(f"tensor {name}: differs")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
