@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ddir_zoom.imaging.io import atomic_output
 from ddir_zoom.models.checkpoint import CheckpointError, read_header
+from training.ship import differences
 
 REAL = "(real)"
 
@@ -233,8 +234,6 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
 def relabel(report: dict, method: str, shipped: str) -> dict:
     """`report` with `method` recorded as the model file `shipped`, which must render as the
     file it was scored as (ValueError otherwise)."""
-    from training.ship import differences
-
     models = report.get("models", {})
     if method not in models:
         raise ValueError(f"no model {method!r} in the report (it has {sorted(models)})")
