@@ -21,10 +21,8 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from ddir_zoom.models import CheckpointError, load_checkpoint, save_checkpoint
-from ddir_zoom.models.checkpoint import read_header
 from ddir_zoom.models.tone_anchor import check_sigma
 
 ANCHOR_KEYS = ("tone_anchor", "tone_anchor_sigma", "tone_anchor_checkerboard")
@@ -53,24 +51,18 @@ def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
 
 
 def differences(a: str | Path, b: str | Path) -> list[str]:
-    """What differs between two model files in what a render uses: the architecture config,
-    the inference settings (`ANCHOR_KEYS`), each tensor's name, shape, dtype and values.
-    Empty when they render the same pixels; the run's record (`info`'s other keys) may differ."""
-    (config_a, info_a), (config_b, info_b) = read_header(a), read_header(b)
-    found = []
-    if config_a != config_b:
-        found.append(f"config: {config_a} != {config_b}")
-    for key in ANCHOR_KEYS:
-        if info_a.get(key) != info_b.get(key):
-            found.append(f"{key}: {info_a.get(key)!r} != {info_b.get(key)!r}")
-    with safe_open(str(a), framework="pt") as ha, safe_open(str(b), framework="pt") as hb:
-        names_a, names_b = set(ha.keys()), set(hb.keys())
-        found += [f"tensor {n}: only in {a}" for n in sorted(names_a - names_b)]
-        found += [f"tensor {n}: only in {b}" for n in sorted(names_b - names_a)]
-        for name in sorted(names_a & names_b):
-            ta, tb = ha.get_tensor(name), hb.get_tensor(name)
-            if ta.dtype != tb.dtype or ta.shape != tb.shape or not torch.equal(ta, tb):
-                found.append(f"tensor {name}: differs")
+    """What differs between two model files in what a render uses, each loaded as the viewer
+    loads it (`load_checkpoint`: shapes checked before any tensor is read): the architecture
+    config, the inference settings (`ANCHOR_KEYS`), each weight's values. Empty when they render
+    the same pixels; the run's record (`info`'s other keys) may differ."""
+    (model_a, _), (model_b, _) = load_checkpoint(a, "cpu"), load_checkpoint(b, "cpu")
+    if model_a.config != model_b.config:
+        return [f"config: {model_a.config} != {model_b.config}"]
+    found = [f"{key}: {getattr(model_a, key)!r} != {getattr(model_b, key)!r}"
+             for key in ANCHOR_KEYS if getattr(model_a, key) != getattr(model_b, key)]
+    weights_b = model_b.state_dict()
+    found += [f"tensor {name}: differs" for name, tensor in model_a.state_dict().items()
+              if not torch.equal(tensor, weights_b[name])]
     return found
 
 
