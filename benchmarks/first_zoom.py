@@ -31,6 +31,8 @@ from ddir_zoom.engine.progressive import ProgressiveRenderer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from viewport import VIEWPORT, add_models, make_big_jpeg, time_view
 
+from ddir_zoom.imaging.io import write_text_atomic
+
 
 def first_zoom(photo: Path, scale: float, method: str, models: list[str],
                device: str) -> dict:
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" | {sorted(r['first_tile_s'] for r in runs)[len(runs) // 2]:.2f} | "
                   f"{row['full_s']:.2f} [{full[0]:.2f}-{full[-1]:.2f}] |", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(
+        write_text_atomic(args.json, json.dumps(
             {"anchor_prefetch": not args.no_anchor_prefetch, "rows": rows}, indent=1))
     return 0
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ddir_zoom.imaging.io import write_text_atomic
 from ddir_zoom.models import load_checkpoint, upscale_queries
 from ddir_zoom.models.precision import native_bfloat16
 from ddir_zoom.resources import bundled_first_pass, bundled_weights
@@ -68,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {precision} | {t['pieces']:.1f} | {t['spread']:.1f} | "
                   f"{t['spread'] / t['pieces']:.2f}x |", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": torch.get_num_threads(),
-                                               "rows": rows}, indent=2))
+        write_text_atomic(args.json, json.dumps({"threads": torch.get_num_threads(),
+                                                 "rows": rows}, indent=2))
     return 0
 
 

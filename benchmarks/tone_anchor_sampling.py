@@ -33,12 +33,11 @@ import argparse
 import contextlib
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ddir_zoom.imaging.io import load_photo
+from ddir_zoom.imaging.io import load_photo, write_text_atomic
 from ddir_zoom.imaging.resample import resample_region
 from ddir_zoom.models import load_checkpoint
 from ddir_zoom.models import tone_anchor as ta
@@ -205,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, (mad, contrast) in worst.items():
         print(f"- {k}: {mad:.2f} / {contrast:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"sigma": ta.SIGMA, "rows": rows, "worst": worst},
-                                              indent=1))
+        write_text_atomic(args.json, json.dumps({"sigma": ta.SIGMA, "rows": rows, "worst": worst},
+                                                indent=1))
     return 0
 
 

@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ddir_zoom.imaging.io import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"processes": processes, "workers": workers, "samples_per_s": rate})
             print(f"| {processes} | {workers} | {rate:.2f} |", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_text_atomic(args.json, json.dumps({
             "machine": f"{platform.processor() or platform.machine()}, "
                        f"{len(os.sched_getaffinity(0))} cores", "device": args.device,
             "preset": args.preset, "steps": args.steps, "rows": rows}, indent=2))

@@ -57,6 +57,7 @@ from PIL import Image
 from ddir_zoom.engine import Engine, View
 from ddir_zoom.engine.progressive import ProgressiveRenderer
 from ddir_zoom.imaging import load_photo, resize
+from ddir_zoom.imaging.io import write_text_atomic
 from ddir_zoom.models import make_preset, preset_config, read_header
 from ddir_zoom.resources import bundled_first_pass, bundled_weights, sample_photo
 
@@ -158,7 +159,7 @@ def first_frames(args: argparse.Namespace) -> int:
           f"{min(result['raw_open_to_first_frame_s']):.2f} s, developed in best "
           f"{min(result['raw_develop_s']):.2f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text_atomic(args.json, json.dumps(result, indent=2))
     return 0
 
 
@@ -477,10 +478,10 @@ def main(argv: list[str] | None = None) -> int:
                           f"{r['loaded_s']:.2f} s against {r['idle_s']:.2f} s idle: "
                           f"{r['slowdown']:.1f}x", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({**table, **memory, "device": args.device,
-                                               "precision": args.precision,
-                                               "matmul_gflops": peak, "load": loads},
-                                              indent=2))
+        write_text_atomic(args.json, json.dumps({**table, **memory, "device": args.device,
+                                                 "precision": args.precision,
+                                                 "matmul_gflops": peak, "load": loads},
+                                                indent=2))
     return 0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from ddir_zoom.imaging.io import write_text_atomic
 from ddir_zoom.models import load_checkpoint
 from ddir_zoom.threads import configure
 from training.degradation import VARIANTS
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         report = merge(json.loads(Path(args.json).read_text()), report)
     print(markdown(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_text_atomic(args.json, json.dumps(report, indent=2))
     return 0
 
 

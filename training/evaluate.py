@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddir_zoom.imaging.io import load_photo
+from ddir_zoom.imaging.io import load_photo, write_text_atomic
 from ddir_zoom.imaging.resample import resample_region, resize
 from ddir_zoom.models import load_checkpoint, pick_device
 from ddir_zoom.models.base import ImplicitSR
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['tone_contrast_255']:.2f} levels: {'ok' if r['tone_ok'] else 'SHIFTED'}")
         report["tone"].append({"folder": str(folder), "table": table})
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_text_atomic(args.json, json.dumps(report, indent=2))
     return 0
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from ddir_zoom.imaging.io import write_text_atomic
 from ddir_zoom.imaging.resample import resize
 from training.data import CITY100_EFFECTIVE_SCALE, CITY100_VALIDATION, _float, load_city100
 from training.degradation import convolve, gaussian_kernel, sharpen
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                         "p90": float(np.percentile(values, 90))}
     print(json.dumps(summary, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps({"scale": args.scale, "radius": RADIUS,
-                                               "summary": summary, "scenes": fits}, indent=2))
+        write_text_atomic(args.json, json.dumps({"scale": args.scale, "radius": RADIUS,
+                                                 "summary": summary, "scenes": fits}, indent=2))
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ddir_zoom.imaging.io import load_photo, save_photo
+from ddir_zoom.imaging.io import load_photo, save_photo, write_text_atomic
 from training.data import IMAGE_SUFFIXES
 from training.degradation import degrade
 
@@ -44,7 +44,7 @@ def pregenerate(photos: list[Path], out: Path, draws: int, scales: tuple[float, 
             save_photo(out / name, lr)
             index.append({"lr": name, "hr": str(photo_path.resolve()), "scale": scale,
                           "params": params.as_dict()})
-    (out / "index.json").write_text(json.dumps(index, indent=1))
+    write_text_atomic(out / "index.json", json.dumps(index, indent=1))
     return index
 
 

@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from ddir_zoom.imaging.io import atomic_output
+from ddir_zoom.imaging.io import atomic_output, write_text_atomic
 from ddir_zoom.models.checkpoint import CheckpointError, read_header
 from training.ship import differences
 
@@ -312,14 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         against = tuple(m for m in args.against.split(",") if m)
         report = load(args.json)
         if args.output:
-            Path(args.output).write_text(json.dumps(report, indent=2))
+            write_text_atomic(args.output, json.dumps(report, indent=2))
         print(quality_markdown(report, args.ddir, against))
         return 0
     quality = load(args.quality) if args.quality else None
     notes = Path(args.notes).read_text() if args.notes else ""
     text = model_card(args.checkpoint, args.name, args.log, quality, notes)
     if args.output:
-        Path(args.output).write_text(text)
+        write_text_atomic(args.output, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -474,6 +474,14 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = True,
         raise
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file (a result JSON, a model card) complete or not at all: an interrupted
+    script leaves the previous version, never a truncated one that a later report would misread."""
+    data = text.encode("utf-8")  # encoded first: an encoding error must not touch the file
+    with atomic_output(path) as handle:
+        handle.write(data)
+
+
 def default_permissions(path: str | os.PathLike) -> None:
     """Give a file made by mkstemp (private, 0600) the permissions a normal new file gets."""
     umask = os.umask(0)
