@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from ddir_zoom.imaging.io import atomic_output, write_text_atomic
+from ddir_zoom.imaging.io import write_text_atomic
 from ddir_zoom.models.checkpoint import CheckpointError, read_header
 from training.ship import differences
 
@@ -299,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         for f, rep in reports.items():  # written only once every file checked out
-            with atomic_output(f) as handle:  # rewritten in place: never left half-written
-                handle.write(json.dumps(rep, indent=2).encode())
+            write_text_atomic(f, json.dumps(rep, indent=2))  # in place: never half-written
             print(f"{f}: {args.method} = {args.file}")
         return 0
     if args.command == "compare":
