@@ -303,6 +303,10 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, rng
     _, info = read_header(out / "best.safetensors")
     assert f"| iterations (this checkpoint) | {info['iterations']} |" in card
     assert [card.count(f"\n| {step} | ") for step in (30, 60, 70)] == [1, 1, 1]
+    # rows its run logged after writing it say so (the run trained on past the shipped file)
+    later = [line for line in card.splitlines() if line.endswith("(after this file) |")]
+    assert [line.split(" | ")[0] for line in later] == [
+        f"| {step}" for step in (30, 60, 70) if step > info["iterations"]]
     # a run continued in stages: a table for each log, in order
     stages = report.model_card(out / "best.safetensors", "DDIR",
                                [out / "log.jsonl", out / "log.jsonl"], None)

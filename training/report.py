@@ -172,10 +172,15 @@ def model_card(checkpoint: str | Path, name: str,
         keys = list(records[0]["val_psnr"]) if records else []
         lines += ["| step | lr | train loss | " + " | ".join(keys) + " | wall time | best |",
                   "|---|---|---|" + "---|" * len(keys) + "---|---|"]
+        # The last log is this file's own run, which may have trained on after writing it.
+        own_step = info.get("iterations") if part is logs[-1] else None
         for r in records:
             scores = " | ".join(f"{r['val_psnr'][k]:.2f}" for k in keys)
+            best = "yes" if r["improved"] else ""
+            if isinstance(own_step, int) and r["step"] > own_step:
+                best = f"{best} (after this file)".strip()
             lines.append(f"| {r['step']} | {r['lr']:g} | {r['loss']:.4f} | {scores} | "
-                         f"{_hours(r['elapsed_s'])} | {'yes' if r['improved'] else ''} |")
+                         f"{_hours(r['elapsed_s'])} | {best} |")
     if quality is not None:
         lines += ["", "Measured with `training/evaluate.py` (PSNR-Y / SSIM):", "",
                   quality_table(quality)]
