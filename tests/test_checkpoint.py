@@ -39,6 +39,26 @@ def test_round_trip(tmp_path, model):
     assert config == CONFIG
 
 
+def test_an_interrupted_save_keeps_the_previous_file(tmp_path, model, monkeypatch):
+    # save_checkpoint writes through atomic_output: a full disk (or a crash) while a training
+    # run saves its model leaves the previous file whole and no temporary beside it.
+    from ddir_zoom.imaging import io as imaging_io
+
+    path = save_checkpoint(model, tmp_path / "m.safetensors", {"iterations": 1})
+    before = path.read_bytes()
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imaging_io.os, "fsync", full_disk)
+    with pytest.raises(Exception, match="No space left"):
+        save_checkpoint(model, path, {"iterations": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    monkeypatch.undo()
+    assert load_checkpoint(path)[1] == {"iterations": 1}
+
+
 def test_missing_and_garbage_files(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         load_checkpoint(tmp_path / "none.safetensors")

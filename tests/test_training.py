@@ -437,6 +437,7 @@ def test_a_packed_state_keeps_the_weights_to_ship_and_resumes(tmp_path, rng):
         assert torch.equal(small["model"][name], value)
     assert small["step"] == state["step"] == 5 and small["rng"] == state["rng"]
     assert small["args"] == state["args"]
+    assert not list(tmp_path.rglob("*.part"))  # every state and model file was moved into place
 
     # the resume starts from those weights, Adam afresh, and trains on
     assert train.main(["--resume", str(packed), "--iterations", "8"]) == 0

@@ -17,10 +17,11 @@ The resumed run writes to the run folder recorded in the file (its `out`), as an
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
+
+from ddir_zoom.imaging.io import atomic_output
 
 
 def pack_state(state: dict) -> dict:
@@ -35,9 +36,8 @@ def pack(source: str | Path, target: str | Path) -> int:
     state = torch.load(source, map_location="cpu", weights_only=True)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    torch.save(pack_state(state), part)
-    os.replace(part, target)
+    with atomic_output(target) as handle:
+        torch.save(pack_state(state), handle)
     return target.stat().st_size
 
 

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import platform
 import shlex
 import signal
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ddir_zoom.imaging.io import atomic_output
 from ddir_zoom.models import PRESETS, load_checkpoint, make_model, preset_config, save_checkpoint
 from ddir_zoom.models.base import ImplicitSR
 from training.averaging import WeightAverage
@@ -327,13 +327,13 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
         return next(batches)
 
     def save_state() -> None:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    **({"ema": average.state_dict()} if average is not None else {}),
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "step": step, "best": best, "stale": stale, "elapsed": elapsed,
-                    "args": vars(args), "out": str(out), "commands": commands},
-                   out / "last.pt.part")
-        os.replace(out / "last.pt.part", out / "last.pt")
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 **({"ema": average.state_dict()} if average is not None else {}),
+                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "step": step, "best": best, "stale": stale, "elapsed": elapsed,
+                 "args": vars(args), "out": str(out), "commands": commands}
+        with atomic_output(out / "last.pt") as handle:  # a crash keeps the previous state
+            torch.save(state, handle)
 
     def checkpoint_info(scores: dict[str, float] | None) -> dict:
         top = max(args.max_scale, args.extra_max_scale)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
-from ddir_zoom.imaging.io import default_permissions
+from ddir_zoom.imaging.io import atomic_output
 from ddir_zoom.models.base import ImplicitSR
 from ddir_zoom.models.registry import MAX_PARAMETERS, make_model
 from ddir_zoom.models.tone_anchor import check_sigma
@@ -44,15 +43,10 @@ def save_checkpoint(model: ImplicitSR, path: str | os.PathLike,
         "info": json.dumps(info or {}),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        default_permissions(tmp)  # mkstemp's 0600 is for the temporary name only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # In memory first: a model file is small (bounded by MAX_PARAMETERS).
+    data = safetensors_bytes(tensors, metadata=metadata)
+    with atomic_output(path) as handle:
+        handle.write(data)
     return path
 
 
