@@ -43,6 +43,7 @@ def test_an_interrupted_save_keeps_the_previous_file(tmp_path, model, monkeypatc
     # save_checkpoint writes through atomic_output: a full disk (or a crash) while a training
     # run saves its model leaves the previous file whole and no temporary beside it.
     from ddir_zoom.imaging import io as imaging_io
+    from ddir_zoom.imaging.io import ImageSaveError
 
     path = save_checkpoint(model, tmp_path / "m.safetensors", {"iterations": 1})
     before = path.read_bytes()
@@ -51,7 +52,7 @@ def test_an_interrupted_save_keeps_the_previous_file(tmp_path, model, monkeypatc
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(imaging_io.os, "fsync", full_disk)
-    with pytest.raises(Exception, match="No space left"):
+    with pytest.raises(ImageSaveError, match=r"m\.safetensors.*No space left"):
         save_checkpoint(model, path, {"iterations": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
