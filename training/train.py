@@ -327,13 +327,13 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
         return next(batches)
 
     def save_state() -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 **({"ema": average.state_dict()} if average is not None else {}),
-                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                 "step": step, "best": best, "stale": stale, "elapsed": elapsed,
-                 "args": vars(args), "out": str(out), "commands": commands}
+        snapshot = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    **({"ema": average.state_dict()} if average is not None else {}),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "step": step, "best": best, "stale": stale, "elapsed": elapsed,
+                    "args": vars(args), "out": str(out), "commands": commands}
         with atomic_output(out / "last.pt") as handle:  # a crash keeps the previous state
-            torch.save(state, handle)
+            torch.save(snapshot, handle)
 
     def checkpoint_info(scores: dict[str, float] | None) -> dict:
         top = max(args.max_scale, args.extra_max_scale)
