@@ -58,6 +58,7 @@ from training.distributed import Ranks, any_rank, barrier, from_main, setup, tea
 from training.evaluate import city100_pairs, model_method, score, synthetic_pairs
 from training.loader import BatchStream, batch_loader
 from training.pretrained import init_from, load_init
+from training.tone_loss import ToneLoss
 
 
 def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argparse.Namespace:
@@ -115,6 +116,13 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    help="validate, keep and ship an exponential moving average of the weights "
                    "(e.g. 0.995: about the last 200 steps; training.averaging); 0: off, the "
                    "paper's recipe. A resume may switch it on: the average starts there")
+    g.add_argument("--tone-loss", type=float, default=0.0, metavar="WEIGHT",
+                   help="add the tone-consistency term (training.tone_loss) with this weight "
+                   "(0: off, the paper's loss). A resume may change it")
+    g.add_argument("--tone-loss-window", type=int, default=12,
+                   help="LR pixels: the side of the block the term measures in each patch")
+    g.add_argument("--tone-loss-sigma", type=float, default=1.25,
+                   help="LR pixels: the term's low-pass width (as the tone anchor's)")
     g = p.add_argument_group("validation and stopping")
     g.add_argument("--val-every", type=int, default=1000)
     g.add_argument("--val-city100", metavar="DIR",
@@ -171,16 +179,25 @@ def build_sources(args: argparse.Namespace) -> Mixture:
 
 
 def loss_fn(model: ImplicitSR, batch: dict[str, torch.Tensor],
-            teacher: ImplicitSR | None = None, teacher_share: float = 1.0
-            ) -> tuple[torch.Tensor, dict]:
+            teacher: ImplicitSR | None = None, teacher_share: float = 1.0,
+            tone: ToneLoss | None = None) -> tuple[torch.Tensor, dict]:
     """The paper's loss in the normalised range (x - 0.5) / 0.5.
 
     With a teacher (distillation), each term's target is the teacher's output on the same LR
     patch and queries for `teacher_share` of its weight and the paper's target for the rest: a
     student learns the function the stronger model computes, which carries more signal per
-    query than one noisy HR pixel.
+    query than one noisy HR pixel. With `tone`, its tone-consistency term is added with its
+    weight (`training.tone_loss`), decoded in the same pass.
     """
-    out = model(batch["lr"], batch["coords"], batch["cells"])
+    coords, cells = batch["coords"], batch["cells"]
+    queried = coords.shape[1]
+    if tone is not None:
+        tone_coords, tone_cells, origins = tone.queries(batch["lr"], cells)
+        coords = torch.cat([coords, tone_coords], 1)
+        cells = torch.cat([cells, tone_cells], 1)
+    out = model(batch["lr"], coords, cells)
+    extra = {k: v[:, queried:] for k, v in out.items()}
+    out = {k: v[:, :queried] for k, v in out.items()}
     targets = {"rgb": (batch["hr"] - 0.5) / 0.5}
     if "deformation" in out:
         targets["deformation"] = (batch["hr"] - batch["bicubic"]) / 0.5
@@ -198,6 +215,10 @@ def loss_fn(model: ImplicitSR, batch: dict[str, torch.Tensor],
                 (1.0 - teacher_share) * term
         parts[name] = term.item()
         loss = loss + term
+    if tone is not None:
+        term = tone.term(extra["rgb"], batch["lr"], origins)
+        parts["tone"] = term.item()
+        loss = loss + tone.weight * term
     return loss, parts
 
 
@@ -231,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         # Keep the run's own settings; only stopping, schedule and device knobs may change.
         given = vars(parse_args(argv, only_given=True))
         for key in ("iterations", "lr_step", "patience", "max_hours", "device", "threads",
-                    "val_every", "workers", "ema"):
+                    "val_every", "workers", "ema", "tone_loss", "tone_loss_window",
+                    "tone_loss_sigma"):
             if key in given:
                 saved[key] = given[key]
         # A run saved before an option existed gets that option's default.
@@ -314,6 +336,11 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
             for s in (float(v) for v in args.val_scales.split(",")):
                 val_sets.append((f"{Path(folder).name}_x{s:g}", synthetic_pairs(folder, s)))
 
+    tone = ToneLoss(args.tone_loss, args.tone_loss_window, args.tone_loss_sigma) \
+        if args.tone_loss else None
+    if tone is not None:
+        say(f"tone-consistency term: weight {tone.weight:g}, {tone.window} x {tone.window} "
+            f"block, sigma {tone.sigma:g}", flush=True)
     deformation = model.name == "ddir"
     in_process = args.workers == 0 and not ranks.distributed
     if not in_process:
@@ -345,6 +372,8 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
                 "train_scales": [args.min_scale, top],
                 "iterations": step, "wall_time_s": round(elapsed),
                 **({"ema": args.ema} if average is not None else {}),
+                **({"tone_loss": {"weight": tone.weight, "window": tone.window,
+                                  "sigma": tone.sigma}} if tone is not None else {}),
                 **({"validation_psnr_y": scores} if scores is not None else {}),
                 "seed": args.seed,
                 "machine": f"{platform.machine()} {device}, {torch.get_num_threads()} threads, "
@@ -369,7 +398,7 @@ def _train(args: argparse.Namespace, state: dict | None, commands: list[str], ra
             group["lr"] = learning_rate(args, step)
         batch = {k: v.to(device, non_blocking=True) for k, v in next_batch().items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss, parts = loss_fn(net, batch, teacher, args.teacher_share)
+            loss, parts = loss_fn(net, batch, teacher, args.teacher_share, tone)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
