@@ -83,3 +83,16 @@ def write_tiff16(path: Path, array: np.ndarray) -> None:
     ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
     path.write_bytes(b"II*\x00" + struct.pack("<I", ifd_offset) + struct.pack("<" + "H" * c,
                      *([16] * c)) + pixels + ifd)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every atomic write (`ddir_zoom.imaging.io.atomic_output`) fails as on a full disk, at the
+    fsync that would make it durable. `full_disk.undo()` frees the disk again."""
+    from ddir_zoom.imaging import io as imaging_io
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imaging_io.os, "fsync", no_space)
+    return monkeypatch

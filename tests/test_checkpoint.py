@@ -39,24 +39,19 @@ def test_round_trip(tmp_path, model):
     assert config == CONFIG
 
 
-def test_an_interrupted_save_keeps_the_previous_file(tmp_path, model, monkeypatch):
+def test_an_interrupted_save_keeps_the_previous_file(tmp_path, model, request):
     # save_checkpoint writes through atomic_output: a full disk (or a crash) while a training
     # run saves its model leaves the previous file whole and no temporary beside it.
-    from ddir_zoom.imaging import io as imaging_io
     from ddir_zoom.imaging.io import ImageSaveError
 
     path = save_checkpoint(model, tmp_path / "m.safetensors", {"iterations": 1})
     before = path.read_bytes()
-
-    def full_disk(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(imaging_io.os, "fsync", full_disk)
+    full_disk = request.getfixturevalue("full_disk")
     with pytest.raises(ImageSaveError, match=r"m\.safetensors.*No space left"):
         save_checkpoint(model, path, {"iterations": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
-    monkeypatch.undo()
+    full_disk.undo()
     assert load_checkpoint(path)[1] == {"iterations": 1}
 
 

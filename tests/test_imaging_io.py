@@ -275,7 +275,7 @@ def test_saved_file_gets_normal_permissions(tmp_path, rng):
     assert Path(path).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_text_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+def test_text_results_are_written_whole_or_not_at_all(tmp_path, request):
     """Result JSONs and model cards: a failed rewrite keeps the previous file and no temporary."""
     path = tmp_path / "quality.json"
     imaging_io.write_text_atomic(path, '{"rows": 1}')
@@ -284,10 +284,7 @@ def test_text_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(UnicodeEncodeError):  # unencodable text: refused before the file is touched
         imaging_io.write_text_atomic(path, "\ud800")
 
-    def full_disk(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(imaging_io.os, "fsync", full_disk)
+    request.getfixturevalue("full_disk")
     with pytest.raises(ImageSaveError, match="No space left"):
         imaging_io.write_text_atomic(path, '{"rows": 2, "long": "' + "x" * 100_000 + '"}')
     assert path.read_text() == '{"rows": 1}'
