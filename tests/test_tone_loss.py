@@ -91,7 +91,7 @@ def test_training_with_the_term_records_it(tmp_path, rng):
         "--tone-loss-window", "8", "--out", str(out)]
     assert train.main(args) == 0
     _, info = load_checkpoint(out / "best.safetensors")
-    assert info["tone_loss"] == {"weight": 0.5, "window": 8, "sigma": 1.25}
+    assert info["tone_loss"] == {"weight": 0.5, "window": 8, "sigma": 3.0}
     record = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert record["tone"] > 0.0
     # A resume may switch the term off (or change it).

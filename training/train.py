@@ -119,10 +119,11 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
     g.add_argument("--tone-loss", type=float, default=0.0, metavar="WEIGHT",
                    help="add the tone-consistency term (training.tone_loss) with this weight "
                    "(0: off, the paper's loss). A resume may change it")
-    g.add_argument("--tone-loss-window", type=int, default=12,
+    g.add_argument("--tone-loss-window", type=int, default=ToneLoss.window,
                    help="LR pixels: the side of the block the term measures in each patch")
-    g.add_argument("--tone-loss-sigma", type=float, default=1.25,
-                   help="LR pixels: the term's low-pass width (as the tone anchor's)")
+    g.add_argument("--tone-loss-sigma", type=float, default=ToneLoss.sigma,
+                   help="LR pixels: the term's low-pass width (wider than the anchor's: "
+                   "see training.tone_loss)")
     g = p.add_argument_group("validation and stopping")
     g.add_argument("--val-every", type=int, default=1000)
     g.add_argument("--val-city100", metavar="DIR",
