@@ -532,6 +532,32 @@ def test_report_checks_the_bar_row_by_row():
     assert "0.10 / 0.20 **shifted**" in text
 
 
+def test_scores_are_kept_per_image_and_a_report_counts_the_images_made_worse(rng):
+    hr = _smooth_photo(rng, 48, 48)
+    lr = resize(hr, scale=0.5, method="area")
+    pairs = [evaluate.Pair("a", lr, hr, (2.0, 2.0)), evaluate.Pair("b", lr * 0.5, hr, (2.0, 2.0)),
+             evaluate.Pair("a", lr, hr, (2.0, 2.0))]  # a repeated name stays apart
+    table = evaluate.score(pairs, {"bicubic": evaluate.bicubic_method})["bicubic"]
+    per_image = table["per_image_psnr"]
+    assert list(per_image) == ["a", "b", "a#2"]
+    assert per_image["a"] == per_image["a#2"] > per_image["b"]  # a darkened input scores lower
+    assert np.isclose(np.mean(list(per_image.values())), table["psnr"])
+
+    def row(ddir, bicubic):
+        return {"dataset": "City100 iPhone X (real)", "scale": 2.4, "table": {
+            m: {"psnr": float(np.mean(list(v.values()))), "ssim": 0.5, "images": len(v),
+                "per_image_psnr": v} for m, v in (("bicubic", bicubic), ("DDIR", ddir))}}
+    older = row({"x": 25.0}, {"x": 24.5})
+    del older["table"]["bicubic"]["per_image_psnr"]  # scored before per-image figures: left out
+    quality = {"results": [row({"x": 25.0, "y": 24.0}, {"x": 24.5, "y": 24.2}),
+                           row({"x": 25.0, "y": 24.5}, {"x": 24.5, "y": 24.2}), older]}
+    checks = report.per_image_check(quality)
+    assert [every for _, every in checks] == [False, True]
+    assert checks[0][0].endswith("above bicubic on 1 of 2 images, least -0.20 dB (y)")
+    text = report.quality_markdown(quality)
+    assert "least +0.30 dB (y)" in text and text.count("(not every image)") == 1
+
+
 def test_report_compare_ships_only_a_candidate_better_everywhere():
     def report_of(method, psnrs, tone_ok=True, photos_ok=True):
         rows = [{"dataset": "set14 (synthetic)", "scale": s,

@@ -133,6 +133,25 @@ def tone_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def per_image_check(report: dict, ddir: str = "DDIR", baseline: str = "bicubic"
+                    ) -> list[tuple[str, bool]]:
+    """Row by row, on how many of its images `ddir` beats `baseline` by PSNR-Y, and the image
+    where it gains least: an average can hide a photo made worse. Rows where either was scored
+    without per-image figures are left out. (statement, every image gains)."""
+    checks = []
+    for title, table in _rows(report):
+        mine = table.get(ddir, {}).get("per_image_psnr")
+        theirs = table.get(baseline, {}).get("per_image_psnr")
+        if not mine or not theirs or set(mine) != set(theirs):
+            continue
+        gains = {name: mine[name] - theirs[name] for name in mine}
+        least = min(gains, key=gains.get)
+        above = sum(g > 0 for g in gains.values())
+        checks.append((f"{title}: {ddir} above {baseline} on {above} of {len(gains)} images, "
+                       f"least {gains[least]:+.2f} dB ({least})", above == len(gains)))
+    return checks
+
+
 def quality_markdown(report: dict, ddir: str = "DDIR",
                      against: tuple[str, ...] = ("bicubic",)) -> str:
     lines = [quality_table(report) if report["results"] else "", "",
@@ -140,6 +159,11 @@ def quality_markdown(report: dict, ddir: str = "DDIR",
              "1.0, `training/tone.py`):", "", tone_markdown(report), "", "The bar:", ""]
     for statement, holds in bar_check(report, ddir, against):
         lines.append(f"- {statement}: {'holds' if holds else '**does not hold**'}")
+    per_image = per_image_check(report, ddir)
+    if per_image:
+        lines += ["", "Image by image:", ""]
+        lines += [f"- {statement}" + ("" if every else " **(not every image)**")
+                  for statement, every in per_image]
     return "\n".join(lines)
 
 
