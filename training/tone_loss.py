@@ -17,7 +17,7 @@ zero padding does not reach the latents a photo's interior would have; the low-p
 renormalised at the block's edge (`tone_anchor.lowpass`), as the anchor's is at a photo's.
 
 Why sigma 3 and a 20-pixel block, not the anchor's 1.25: the term was measured continuing the
-shipped paper-size run (step 6994, 800 steps, weight 1; `training/cards/ddir_paper.md`). At
+paper-size run from its committed step-6994 state (800 steps, weight 1; the model card). At
 sigma 1.25 (block 12) the Gaussian still passes the mid frequencies the model must restore, so
 the term fought deblurring: City100's validation fell from 25.60 to 25.44 dB in 350 steps. At
 sigma 3 (block 20), about the tone check's 8-pixel block means, it fell only to 25.53, and the
