@@ -64,6 +64,30 @@ def test_degradation_varies(rng):
     assert any(p.jpeg_quality > 0 for p in params) and any(p.jpeg_quality == 0 for p in params)
 
 
+def test_the_ranges_hold_every_draw_and_nothing_outside():
+    from dataclasses import replace
+
+    from training.degradation import RANGES
+    params = [draw_params(np.random.default_rng(i)) for i in range(200)]
+    assert all(RANGES.holds(p) for p in params)
+    p = params[0]
+    for change in ({"blur_sigma_major": 1.6, "blur_sigma_minor": 1.6}, {"blur_sigma_minor": 0.1},
+                   {"noise_shot": 10 ** -2.5, "noise_read": 1e-5},
+                   {"sharpen_amount": 3.0, "sharpen_radius": 1.0}, {"jpeg_quality": 50}):
+        assert not RANGES.holds(replace(p, **change)), change
+
+
+def test_a_wide_share_draws_cameras_beyond_the_ranges_and_none_keeps_the_old_draws():
+    from training.degradation import RANGES, WIDE
+    assert all(draw_params(np.random.default_rng(i), wide_share=0.0)
+               == draw_params(np.random.default_rng(i)) for i in range(20))
+    wide = [draw_params(np.random.default_rng(i), wide_share=1.0) for i in range(200)]
+    assert all(WIDE.holds(p) for p in wide)
+    assert sum(not RANGES.holds(p) for p in wide) > 100
+    half = [draw_params(np.random.default_rng(i), wide_share=0.5) for i in range(200)]
+    assert 40 < sum(not RANGES.holds(p) for p in half) < 160
+
+
 def test_degradation_variants_leave_out_one_stage_each(rng):
     """The ablation's variants (`training.ablate_degradation`): each switches its stages off
     after the same draw, so runs differ only in what the variant names."""
@@ -673,3 +697,42 @@ def test_report_relabel_records_the_shipped_file_only_if_it_renders_the_same(tmp
     save_checkpoint(model, shipped, {"tone_anchor": True, "tone_anchor_sigma": 1.25})
     assert [d for d in ship.differences(scratch, shipped) if "differs" in d]
     assert report.main(["relabel", str(result), "--file", str(shipped), "--method", "LIIF"]) == 1
+
+
+def test_camera_sweep_scores_each_profile_against_bicubic(tmp_path, rng):
+    """Each profile degrades the same crops the same way for every method; the gain and the
+    count of crops below bicubic follow from the per-image scores."""
+    from training import camera_sweep
+    for i in range(2):
+        _save(tmp_path / f"{i}.png", _smooth_photo(rng, 40, 52))
+    images = sorted(tmp_path.glob("*.png"))
+    sharp = camera_sweep.PROFILES["sharp prime (RAW)"]
+    a = camera_sweep.profile_pairs(images, sharp, 2.0, crop=32)
+    b = camera_sweep.profile_pairs(images, sharp, 2.0, crop=32)
+    assert [p.hr.shape[:2] for p in a] == [(32, 32)] * 2 and a[0].lr.shape == (16, 16, 3)
+    assert all(np.array_equal(x.lr, y.lr) for x, y in zip(a, b, strict=True))
+
+    def darker(lr, scale, shape):  # worse than bicubic on every crop
+        return evaluate.bicubic_method(lr, scale, shape) * 0.8
+    profiles = {k: camera_sweep.PROFILES[k] for k in ("sharp prime (RAW)", "high ISO")}
+    rows = camera_sweep.sweep(images, {"bicubic": evaluate.bicubic_method, "DDIR": darker},
+                              [2.0], crop=32, profiles=profiles, log=lambda _: None)
+    assert [r["profile"] for r in rows] == list(profiles)
+    assert [r["inside_training_ranges"] for r in rows] == [True, False]
+    for r in rows:
+        ddir, bicubic = r["methods"]["DDIR"], r["methods"]["bicubic"]
+        assert ddir["images_below_bicubic"] == 2 and bicubic["images_below_bicubic"] == 0
+        assert np.isclose(ddir["gain_db"], ddir["psnr"] - bicubic["psnr"]) and ddir["gain_db"] < 0
+    table = camera_sweep.markdown(rows, ["bicubic", "DDIR"])
+    assert "| high ISO * | x2 |" in table and " (2/2; -" in table
+
+    # A second sweep of the same crops adds its method beside the first's; other crops refused.
+    other = [{**r, "methods": {"bicubic": r["methods"]["bicubic"], "B": r["methods"]["DDIR"]}}
+             for r in rows]
+    merged, methods = camera_sweep.merge([{"methods": ["bicubic", "DDIR"], "rows": rows},
+                                          {"methods": ["bicubic", "B"], "rows": other}])
+    assert methods == ["bicubic", "DDIR", "B"] and list(merged[0]["methods"]) == methods
+    other[0]["methods"]["bicubic"] = {**other[0]["methods"]["bicubic"], "psnr": 0.0}
+    with pytest.raises(ValueError, match="bicubic figures differ"):
+        camera_sweep.merge([{"methods": ["bicubic", "DDIR"], "rows": rows},
+                            {"methods": ["bicubic", "B"], "rows": other}])

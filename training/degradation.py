@@ -59,28 +59,74 @@ class DegradationParams:
         return asdict(self)
 
 
-def draw_params(rng: np.random.Generator, variant: str = "full") -> DegradationParams:
+@dataclass(frozen=True)
+class Ranges:
+    """Where `draw_params` draws from (inclusive). Each stage may also be absent: no noise,
+    no sharpening, no JPEG."""
+
+    blur_sigma: tuple[float, float] = (0.3, 1.2)  # LR pixels, both axes
+    log10_noise_shot: tuple[float, float] = (-4.5, -3.0)
+    log10_noise_read: tuple[float, float] = (-6.0, -4.5)
+    sharpen_amount: tuple[float, float] = (0.2, 2.0)
+    sharpen_radius: tuple[float, float] = (0.6, 1.5)
+    jpeg_quality: tuple[int, int] = (70, 95)
+
+    def holds(self, p: DegradationParams) -> bool:
+        """Whether `draw_params` can draw `p` (up to its continuous values)."""
+        def within(value: float, bounds: tuple[float, float]) -> bool:
+            return bounds[0] <= value <= bounds[1]
+
+        def log_within(value: float, bounds: tuple[float, float]) -> bool:
+            return value > 0 and within(float(np.log10(value)), bounds)
+        noise_off = p.noise_shot == 0.0 and p.noise_read == 0.0
+        return (within(p.blur_sigma_major, self.blur_sigma)
+                and within(p.blur_sigma_minor, (self.blur_sigma[0], p.blur_sigma_major))
+                and (noise_off or (log_within(p.noise_shot, self.log10_noise_shot)
+                                   and log_within(p.noise_read, self.log10_noise_read)))
+                and (p.sharpen_amount == 0.0
+                     or (within(p.sharpen_amount, self.sharpen_amount)
+                         and within(p.sharpen_radius, self.sharpen_radius)))
+                and (p.jpeg_quality == 0 or within(p.jpeg_quality, self.jpeg_quality)))
+
+
+RANGES = Ranges()
+"""The ranges the evaluation's synthetic sets are drawn from (`training.evaluate`): fixed."""
+
+WIDE = Ranges(blur_sigma=(0.05, 2.0), log10_noise_shot=(-4.5, -2.3),
+              log10_noise_read=(-6.0, -4.0), sharpen_amount=(0.2, 3.5), jpeg_quality=(40, 95))
+"""Cameras beyond `RANGES`: near-perfect sampling to very soft lenses, high ISO, heavy
+sharpening, low-quality JPEG. From what cameras do in general, not from City100; training may
+draw a share of its samples from here (`draw_params(wide_share=...)`) so that a camera unlike
+ours still gains (`training.camera_sweep` measures it)."""
+
+
+def draw_params(rng: np.random.Generator, variant: str = "full", wide_share: float = 0.0
+                ) -> DegradationParams:
     """Draw degradation parameters: a real wide shot is a little softer and noisier than the
     telephoto shot, often sharpened in camera and JPEG-compressed, not ruined.
 
     variant: a name in `VARIANTS`; its missing stages are switched off after the draw.
+    wide_share: the probability of drawing from `WIDE` instead of `RANGES`. At 0 no extra
+    random number is drawn, so a seed gives the draws it always gave.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown degradation {variant!r}; one of {', '.join(VARIANTS)}")
-    major = float(rng.uniform(0.3, 1.2))
+    r = WIDE if wide_share > 0.0 and rng.random() < wide_share else RANGES
+    major = float(rng.uniform(*r.blur_sigma))
     anisotropic = rng.random() < 0.4
-    minor = float(rng.uniform(0.3, major)) if anisotropic else major
+    minor = float(rng.uniform(r.blur_sigma[0], major)) if anisotropic else major
     noisy = rng.random() < 0.7
     sharpened = rng.random() < 0.5
     params = DegradationParams(
         blur_sigma_major=major,
         blur_sigma_minor=minor,
         blur_angle=float(rng.uniform(0, np.pi)),
-        noise_shot=float(10 ** rng.uniform(-4.5, -3.0)) if noisy else 0.0,
-        noise_read=float(10 ** rng.uniform(-6.0, -4.5)) if noisy else 0.0,
-        sharpen_amount=float(rng.uniform(0.2, 2.0)) if sharpened else 0.0,
-        sharpen_radius=float(rng.uniform(0.6, 1.5)),
-        jpeg_quality=int(rng.integers(70, 96)) if rng.random() < 0.6 else 0,
+        noise_shot=float(10 ** rng.uniform(*r.log10_noise_shot)) if noisy else 0.0,
+        noise_read=float(10 ** rng.uniform(*r.log10_noise_read)) if noisy else 0.0,
+        sharpen_amount=float(rng.uniform(*r.sharpen_amount)) if sharpened else 0.0,
+        sharpen_radius=float(rng.uniform(*r.sharpen_radius)),
+        jpeg_quality=int(rng.integers(r.jpeg_quality[0], r.jpeg_quality[1] + 1))
+        if rng.random() < 0.6 else 0,
     )
     stages = VARIANTS[variant]
     off = {}
@@ -151,15 +197,17 @@ def degrade(
     params: DegradationParams | None = None,
     out_shape: tuple[int, int] | None = None,
     variant: str = "full",
+    wide_share: float = 0.0,
 ) -> tuple[np.ndarray, DegradationParams]:
     """LR image (float32 (h, w, 3) in [0, 1]) of `hr` at `scale` > 1, and the parameters used.
 
     out_shape: LR size; default round(H / scale) x round(W / scale).
     variant: which stages of the pipeline run (`VARIANTS`), when `params` is not given.
+    wide_share: see `draw_params`.
     """
     if scale <= 1.0:
         raise ValueError(f"the degradation scale must exceed 1, got {scale}")
-    params = params or draw_params(rng, variant)
+    params = params or draw_params(rng, variant, wide_share)
     hr = np.asarray(hr, dtype=np.float32)
     blurred = hr
     if params.blur_sigma_major > 0.0:

@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    help="folder of HR photos for the synthetic degradation (recursive)")
     g.add_argument("--degradation", choices=list(VARIANTS), default="full",
                    help="stages of the synthetic degradation (ablation; default: all)")
+    g.add_argument("--wide-degradation", type=float, default=0.0, metavar="SHARE",
+                   help="share of synthetic samples drawn from the wide ranges "
+                   "(training.degradation.WIDE: cameras unlike ours); default 0")
     g.add_argument("--pregenerated", action="append", default=[], metavar="DIR",
                    help="pairs degraded ahead of training (python -m training.pregenerate)")
     g.add_argument("--mix", default="",
@@ -166,7 +169,8 @@ def build_sources(args: argparse.Namespace) -> Mixture:
                                      scale_range=scale_range))
     if args.photos:
         sources.append(SyntheticSource(args.photos, scale_range=scale_range,
-                                       degradation=args.degradation))
+                                       degradation=args.degradation,
+                                       wide_share=args.wide_degradation))
     for folder in args.pregenerated:
         sources.append(PregeneratedSource(folder))
     weights = {}
