@@ -9,6 +9,9 @@ white balance or tone curve "corrects" every photo it zooms into, which a viewer
 (tone fidelity, see `training.tone`). The blur and sharpening ranges cover what
 `training.fit_degradation` measures on City100's iPhone X training scenes, widened so that other
 cameras (softer lenses, stronger or no sharpening) fall inside them.
+`RANGES` are those ranges (the evaluation's synthetic sets are drawn from them, so they stay
+fixed); `WIDE` reaches further, for training runs that draw a share of their samples from it
+(`training.camera_sweep` measures the models on cameras inside and outside both).
 
 Every random choice comes from the generator passed in, so a seed fixes the result. LR pixel i
 shows the HR point (i + 0.5) * scale, as everywhere in ddir-zoom.
