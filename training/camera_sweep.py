@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"unknown profile(s) {unknown}; one of: {', '.join(PROFILES)}")
         profiles = {p: PROFILES[p] for p in wanted}
+    if not Path(args.images).is_dir():
+        raise SystemExit(f"no such folder: {args.images}")
     images = list_images(args.images)[:args.limit]
     if not images:
         raise SystemExit(f"no images in {args.images}")

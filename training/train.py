@@ -61,6 +61,13 @@ from training.pretrained import init_from, load_init
 from training.tone_loss import ToneLoss
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share lies in [0, 1], got {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argparse.Namespace:
     """The options; with only_given, just those on the command line (no defaults)."""
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
@@ -92,7 +99,7 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
                    help="folder of HR photos for the synthetic degradation (recursive)")
     g.add_argument("--degradation", choices=list(VARIANTS), default="full",
                    help="stages of the synthetic degradation (ablation; default: all)")
-    g.add_argument("--wide-degradation", type=float, default=0.0, metavar="SHARE",
+    g.add_argument("--wide-degradation", type=_share, default=0.0, metavar="SHARE",
                    help="share of synthetic samples drawn from the wide ranges "
                    "(training.degradation.WIDE: cameras unlike ours); default 0")
     g.add_argument("--pregenerated", action="append", default=[], metavar="DIR",
