@@ -22,7 +22,6 @@ crops DDIR falls below bicubic.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -33,11 +32,20 @@ import numpy as np
 import torch
 
 from ddir_zoom.imaging.io import load_photo, write_text_atomic
-from ddir_zoom.models import load_checkpoint, pick_device
+from ddir_zoom.models import pick_device
 from ddir_zoom.threads import configure
 from training.data import list_images
 from training.degradation import RANGES, DegradationParams, degrade
-from training.evaluate import DEFAULT_DATA, Method, Pair, bicubic_method, model_method, score
+from training.evaluate import (
+    DEFAULT_DATA,
+    Method,
+    Pair,
+    bicubic_method,
+    centre_crop,
+    load_models,
+    score,
+    seeded_rng,
+)
 
 _CLEAN = DegradationParams(blur_sigma_major=0.0, blur_sigma_minor=0.0, blur_angle=0.0,
                            noise_shot=0.0, noise_read=0.0, sharpen_amount=0.0,
@@ -72,20 +80,25 @@ PROFILES: dict[str, DegradationParams] = {
 }
 
 
+def load_crops(images: list[Path], crop: int) -> list[tuple[str, np.ndarray]]:
+    """(name, centred HR crop) of each image, read once for every profile and scale."""
+    return [(path.name, centre_crop(load_photo(path).rgb, crop)) for path in images]
+
+
+def degrade_crops(crops: list[tuple[str, np.ndarray]], params: DegradationParams, scale: float,
+                  seed: int = 0) -> list[Pair]:
+    """Each crop degraded with `params` at `scale`; the noise is seeded by (seed, file name,
+    scale), as `evaluate.synthetic_pairs` seeds its draws, so every method sees the same LR."""
+    return [Pair(Path(name).stem, degrade(hr, scale, seeded_rng(seed, name, scale),
+                                          params=params)[0], hr, (scale, scale))
+            for name, hr in crops]
+
+
 def profile_pairs(images: list[Path], params: DegradationParams, scale: float, crop: int,
                   seed: int = 0) -> list[Pair]:
     """A centred `crop` of each HR image (whole when smaller), degraded with `params` at
-    `scale`; the noise is seeded by (seed, file name, scale) so every method sees the same LR."""
-    pairs = []
-    for path in images:
-        hr = load_photo(path).rgb
-        top, left = max(0, (hr.shape[0] - crop) // 2), max(0, (hr.shape[1] - crop) // 2)
-        hr = np.ascontiguousarray(hr[top:top + crop, left:left + crop])
-        digest = hashlib.sha256(f"{seed}:{path.name}:{scale}".encode()).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-        lr, _ = degrade(hr, scale, rng, params=params)
-        pairs.append(Pair(path.stem, lr, hr, (scale, scale)))
-    return pairs
+    `scale` (`degrade_crops`)."""
+    return degrade_crops(load_crops(images, crop), params, scale, seed)
 
 
 def sweep(images: list[Path], methods: dict[str, Method], scales: list[float], crop: int,
@@ -94,10 +107,11 @@ def sweep(images: list[Path], methods: dict[str, Method], scales: list[float], c
     """One row per (profile, scale): each method's mean PSNR-Y, its gain over bicubic, and
     the number of crops on which it falls below bicubic."""
     rows = []
+    crops = load_crops(images, crop)
     for name, params in profiles.items():
         for s in scales:
             start = time.perf_counter()
-            table = score(profile_pairs(images, params, s, crop, seed), methods)
+            table = score(degrade_crops(crops, params, s, seed), methods)
             base = table["bicubic"]
             row = {"profile": name, "inside_training_ranges": RANGES.holds(params), "scale": s,
                    "params": params.as_dict(), "methods": {}}
@@ -193,15 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         configure(args.threads)
     device = pick_device(args.device)
-    methods: dict[str, Method] = {"bicubic": bicubic_method}
-    models = {}
-    for spec in args.model:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"--model takes NAME=FILE, got {spec!r}")
-        model, _ = load_checkpoint(path, device)
-        methods[name] = model_method(model)
-        models[name] = {"file": path, "config": model.config}
+    model_methods, models = load_models(args.model, device)
+    methods: dict[str, Method] = {"bicubic": bicubic_method, **model_methods}
     profiles = PROFILES
     if args.profiles:
         wanted = [p.strip() for p in args.profiles.split(",") if p.strip()]

@@ -163,6 +163,19 @@ def city100_pairs(folder: str | Path, scenes: Iterable[str] = CITY100_VALIDATION
     return pairs
 
 
+def seeded_rng(seed: int, name: str, scale: float) -> np.random.Generator:
+    """The random stream of one image's degradation at one scale: every run, every method and
+    every machine sees the same LR."""
+    digest = hashlib.sha256(f"{seed}:{name}:{scale}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The centred `size` x `size` pixels of an image (all of a side shorter than that)."""
+    top, left = max(0, (rgb.shape[0] - size) // 2), max(0, (rgb.shape[1] - size) // 2)
+    return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+
+
 def synthetic_pairs(folder: str | Path, scale: float, seed: int = 0,
                     limit: int | None = None) -> list[Pair]:
     """HR images of `folder` with the synthetic degradation at `scale`; each image's draw is
@@ -170,9 +183,7 @@ def synthetic_pairs(folder: str | Path, scale: float, seed: int = 0,
     pairs = []
     for path in list_images(folder)[:limit]:
         hr = load_photo(path).rgb
-        digest = hashlib.sha256(f"{seed}:{path.name}:{scale}".encode()).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-        lr, _ = degrade(hr, scale, rng)
+        lr, _ = degrade(hr, scale, seeded_rng(seed, path.name, scale))
         pair = Pair(path.stem, lr, hr, (scale, scale))
         check_alignment(pair)
         pairs.append(pair)
@@ -219,9 +230,7 @@ def tone_check(folder: str | Path, methods: dict[str, Method], scales: list[floa
     pixels each, as the user's own photo, not degraded) zoomed by each of `scales`."""
     errors: dict[str, list] = {m: [] for m in methods}
     for path in list_images(folder)[:limit]:
-        rgb = load_photo(path).rgb
-        top, left = max(0, (rgb.shape[0] - crop) // 2), max(0, (rgb.shape[1] - crop) // 2)
-        photo = np.ascontiguousarray(rgb[top:top + crop, left:left + crop])
+        photo = centre_crop(load_photo(path).rgb, crop)
         for s in scales:
             shape = (round(photo.shape[0] * s), round(photo.shape[1] * s))
             for name, method in methods.items():
@@ -234,6 +243,26 @@ def tone_check(folder: str | Path, methods: dict[str, Method], scales: list[floa
                     "tone_contrast_255": tone.contrast_255,
                     "tone_mean_diff_255": tone.mean_diff_255, "tone_ok": tone.ok()}
     return table
+
+
+def load_models(specs: list[str], device: torch.device, precision: str = "float32"
+                ) -> tuple[dict[str, Method], dict[str, dict]]:
+    """Each `--model NAME=FILE` as a method, and its record (file, architecture, precision)
+    for the JSON report."""
+    methods: dict[str, Method] = {}
+    models: dict[str, dict] = {}
+    precision, message = resolve_precision(precision, device)
+    if message and specs:
+        print(f"warning: {message}", file=sys.stderr)
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"--model takes NAME=FILE, got {spec!r}")
+        model, _ = load_checkpoint(path, device)
+        model.set_precision(precision)
+        models[name] = {"file": path, "config": model.config, "precision": precision}
+        methods[name] = model_method(model)
+    return methods, models
 
 
 def format_table(title: str, table: dict[str, dict]) -> str:
@@ -286,18 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         configure(args.threads)
     device = pick_device(args.device)
     methods: dict[str, Method] = {} if args.no_bicubic else {"bicubic": bicubic_method}
-    models = {}
-    precision, message = resolve_precision(args.precision, device)
-    if message and args.model:
-        print(f"warning: {message}", file=sys.stderr)
-    for spec in args.model:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"--model takes NAME=FILE, got {spec!r}")
-        model, _ = load_checkpoint(path, device)
-        model.set_precision(precision)
-        models[name] = {"file": path, "config": model.config, "precision": precision}
-        methods[name] = model_method(model)
+    model_methods, models = load_models(args.model, device, args.precision)
+    methods.update(model_methods)
     if not (args.pairs or args.city100 or args.synthetic or args.tone):
         raise SystemExit("nothing to evaluate: give --pairs, --city100, --synthetic or --tone")
 
