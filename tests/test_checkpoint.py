@@ -147,6 +147,58 @@ def test_shipping_a_run_adds_the_tone_anchor_and_keeps_the_record(tmp_path, mode
                       "--tone-anchor"]) == 1
 
 
+def test_a_blend_lies_on_the_line_between_two_models_and_records_both(tmp_path, model):
+    from training import blend, report
+
+    torch.manual_seed(1)
+    other = make_model(CONFIG).eval()
+    anchor = {"tone_anchor": True, "tone_anchor_sigma": 1.25}
+    a = save_checkpoint(model, tmp_path / "a.safetensors",
+                        {"iterations": 800, "command": "train a", **anchor})
+    b = save_checkpoint(other, tmp_path / "b.safetensors",
+                        {"iterations": 50, "command": "train b", **anchor})
+    state_a, state_b = model.state_dict(), other.state_dict()
+    for weight, expected in ((0.0, state_a), (1.0, state_b)):
+        target = tmp_path / f"w{weight}.safetensors"
+        assert blend.main([str(a), str(b), str(target), "--weight", str(weight)]) == 0
+        blended = load_checkpoint(target)[0].state_dict()
+        for key, value in expected.items():
+            assert torch.equal(blended[key], value), key
+    target = tmp_path / "half.safetensors"
+    assert blend.main([str(a), str(b), str(target), "--weight", "0.25"]) == 0
+    blended, info = load_checkpoint(target)
+    some_differ = False
+    for key, value in blended.state_dict().items():
+        torch.testing.assert_close(value, 0.75 * state_a[key] + 0.25 * state_b[key])
+        some_differ |= not torch.equal(state_a[key], state_b[key])
+    assert some_differ
+    # it renders as both ends did (the anchor), and says what it is made of
+    assert blended.tone_anchor and blended.tone_anchor_sigma == 1.25
+    assert info["blend"]["weight"] == 0.25 and "iterations" not in info
+    assert info["blend"]["a"] == {"file": "a.safetensors", "iterations": 800,
+                                  "command": "train a"}
+    assert info["blend"]["b"]["command"] == "train b"
+    card = report.model_card(target, "DDIR", None, None)  # its model card shows both runs
+    assert "0.75 x A + 0.25 x B" in card and "train a" in card and "train b" in card
+    assert blend.main([str(a), str(b), str(target), "--weight", "0.5"]) == 1  # no --force
+
+
+def test_a_blend_of_unlike_models_is_refused(tmp_path, model):
+    from training import blend
+
+    a = save_checkpoint(model, tmp_path / "a.safetensors")
+    wider = save_checkpoint(make_model({**CONFIG, "hidden": [32, 32]}), tmp_path / "w.safetensors")
+    anchored = save_checkpoint(model, tmp_path / "anchored.safetensors", {"tone_anchor": True})
+    out = tmp_path / "out.safetensors"
+    with pytest.raises(ValueError, match="architecture"):
+        blend.blend(a, wider, out, 0.5)
+    with pytest.raises(ValueError, match="tone_anchor"):
+        blend.blend(a, anchored, out, 0.5)
+    for weight in ("-0.1", "1.5", "nan"):
+        assert blend.main([str(a), str(a), str(out), "--weight", weight]) == 1
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("sigma", ["wide", -1, 0.1, 100, True, float("nan"), [2.0]])
 def test_a_bad_tone_anchor_sigma_is_refused(tmp_path, model, sigma):
     path = save_checkpoint(model, tmp_path / "m.safetensors",

@@ -736,3 +736,28 @@ def test_camera_sweep_scores_each_profile_against_bicubic(tmp_path, rng):
     with pytest.raises(ValueError, match="bicubic figures differ"):
         camera_sweep.merge([{"methods": ["bicubic", "DDIR"], "rows": rows},
                             {"methods": ["bicubic", "B"], "rows": other}])
+
+
+def test_camera_sweep_compare_refuses_a_candidate_that_loses_on_any_profile(tmp_path):
+    """The sweep's shipping rule: a candidate may gain anywhere but lose no more than
+    TOLERANCE_DB on any profile and scale; a profile it was not measured on counts as lost."""
+    from training import camera_sweep
+
+    def report(method: str, changes: list[float]) -> dict:
+        rows = [{"profile": p, "inside_training_ranges": True, "scale": 2.0,
+                 "methods": {"bicubic": {"psnr": 25.0}, method: {"psnr": 27.0 + c}}}
+                for p, c in zip(("sharp", "soft", "noisy"), changes, strict=True)]
+        return {"methods": ["bicubic", method], "rows": rows}
+
+    shipped = report("DDIR", [0.0, 0.0, 0.0])
+    table, ship = camera_sweep.compare(shipped, report("C", [+0.5, -0.04, 0.0]))
+    assert ship and "| soft | x2 | 27.00 | 26.96 | -0.040 |" in table
+    table, ship = camera_sweep.compare(shipped, report("C", [+0.5, -0.06, 0.0]))
+    assert not ship and "-0.060 **loses**" in table and "1 row(s)" in table
+    partial = report("C", [0.1, 0.1, 0.1])
+    partial["rows"] = partial["rows"][:2]
+    assert not camera_sweep.compare(shipped, partial)[1]
+    for name, rep in (("shipped.json", shipped), ("c.json", report("C", [0.0, 0.0, -0.2]))):
+        (tmp_path / name).write_text(json.dumps(rep))
+    assert camera_sweep.main(["--compare", str(tmp_path / "shipped.json"),
+                              str(tmp_path / "c.json")]) == 1

@@ -16,7 +16,8 @@ that sharpens its JPEGs, high ISO), not from City100: this is a check for camera
         --json benchmarks/results/camera_sweep.json
 
 Prints, per profile and scale, each method's PSNR-Y and its gain over bicubic, and on how many
-crops DDIR falls below bicubic.
+crops DDIR falls below bicubic. `--compare SHIPPED CANDIDATE` is the sweep's part of a shipping
+decision (`compare`; `training.report compare` is the standard sets' part).
 """
 
 from __future__ import annotations
@@ -177,6 +178,46 @@ def merge(reports: list[dict]) -> tuple[list[dict], list[str]]:
     return list(rows.values()), methods
 
 
+TOLERANCE_DB = 0.05
+"""How much a candidate may lose on any profile and scale against the shipped DDIR and still
+ship (`compare`): fixed before the first candidate was scored (a model that gains on soft
+lenses must not pay for it on the sharp ones)."""
+
+
+def compare(shipped: dict, candidate: dict, method: str = "DDIR",
+            candidate_method: str | None = None, tolerance: float = TOLERANCE_DB
+            ) -> tuple[str, bool]:
+    """The sweep's part of a shipping decision: the candidate's PSNR-Y against the shipped
+    model's on every profile and scale of the shipped sweep, on the same crops. (markdown,
+    ship): ship only when it was measured on every row and loses no more than `tolerance` dB
+    on any."""
+    candidate_method = candidate_method or next(
+        (m for m in candidate["methods"] if m != "bicubic"), method)
+    rows, _ = merge([shipped, candidate])  # refuses sweeps of other crops
+    lines = ["| camera profile | scale | shipped | candidate | change |", "|---|---|---|---|---|"]
+    failed = 0
+    for row in rows:
+        old, new = row["methods"].get(method), row["methods"].get(candidate_method)
+        if old is None:
+            continue
+        label = f"{row['profile']}{'' if row['inside_training_ranges'] else ' *'}"
+        if new is None:
+            failed += 1
+            lines.append(f"| {label} | x{row['scale']:g} | {old['psnr']:.2f} | **not measured** "
+                         "| - |")
+            continue
+        change = new["psnr"] - old["psnr"]
+        worse = change < -tolerance
+        failed += worse
+        lines.append(f"| {label} | x{row['scale']:g} | {old['psnr']:.2f} | {new['psnr']:.2f} | "
+                     f"{change:+.3f}{' **loses**' if worse else ''} |")
+    ship = not failed
+    verdict = (f"Sweep: within {tolerance:g} dB of the shipped model on every row." if ship else
+               f"Sweep: do not ship: {failed} row(s) lose more than {tolerance:g} dB or were "
+               "not measured.")
+    return "\n".join([*lines, "", verdict]), ship
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.camera_sweep", description=__doc__,
@@ -195,6 +236,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", metavar="JSON", nargs="+",
                         help="print the README table of earlier --json results (several: "
                         "merged, methods side by side) and exit")
+    parser.add_argument("--compare", metavar=("SHIPPED", "CANDIDATE"), nargs=2,
+                        help="earlier --json results of the shipped DDIR (method DDIR) and of a "
+                        "candidate: exit 1 if the candidate loses more than "
+                        f"{TOLERANCE_DB} dB on any profile and scale")
     return parser.parse_args(argv)
 
 
@@ -204,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         rows, methods = merge([json.loads(Path(f).read_text()) for f in args.markdown])
         print(markdown(rows, methods))
         return 0
+    if args.compare:
+        try:
+            table, ship = compare(*(json.loads(Path(f).read_text()) for f in args.compare))
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        print(table)
+        return 0 if ship else 1
     if args.threads:
         configure(args.threads)
     device = pick_device(args.device)

@@ -171,23 +171,19 @@ def model_card(checkpoint: str | Path, name: str,
                log: str | Path | list[str | Path] | None,
                quality: dict | None, notes: str = "") -> str:
     config, info = read_header(checkpoint)
-    lines = [f"# {Path(checkpoint).name}", "",
-             f"{name}, `{json.dumps(config)}`.", "",
-             "| | |", "|---|---|",
-             f"| training data | {', '.join(info.get('data', [])) or 'not recorded'} |",
-             f"| iterations (this checkpoint) | {info.get('iterations', 'not recorded')} |",
-             f"| training wall time to this checkpoint | "
-             f"{_hours(info['wall_time_s']) if 'wall_time_s' in info else 'not recorded'} |",
-             f"| machine | {info.get('machine', 'not recorded')} |",
-             f"| seed | {info.get('seed', 'not recorded')} |", "",
-             *([f"Started from `{info['init']}` (`--init`).", ""] if "init" in info else []),
-             # A file written before runs kept their history records its writer's command.
-             ("Command of the process that wrote this checkpoint (recorded in it):"
-              if "--resume" in info.get("command", "") else
-              "Command that started the run (recorded in the checkpoint):"), "",
-             "```bash", info.get("command", "not recorded"), "```"]
-    if info.get("resumed"):
-        lines += ["", "Resumed with:", "", "```bash", *info["resumed"], "```"]
+    lines = [f"# {Path(checkpoint).name}", "", f"{name}, `{json.dumps(config)}`.", ""]
+    if "blend" in info:  # training.blend: the record of each model it was made from
+        blend = info["blend"]
+        weight = blend.get("weight")
+        lines += [f"A blend of two models' weights (`python -m training.blend`): "
+                  f"{1 - weight:g} x A + {weight:g} x B." if isinstance(weight, int | float)
+                  else "A blend of two models' weights (`python -m training.blend`).", ""]
+        for label in ("a", "b"):
+            part = blend.get(label, {})
+            lines += [f"## {label.upper()}: `{part.get('file', 'not recorded')}`", "",
+                      *_run_record(part)]
+    else:
+        lines += _run_record(info)
     logs = [log] if isinstance(log, (str, Path)) else list(log or [])
     for part in logs:
         # One table per log: a run continued from another (--init) counts its steps afresh.
@@ -211,6 +207,26 @@ def model_card(checkpoint: str | Path, name: str,
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def _run_record(info: dict) -> list[str]:
+    """A run's record in a model card: its data, steps, time, machine, seed and commands."""
+    lines = ["| | |", "|---|---|",
+             f"| training data | {', '.join(info.get('data', [])) or 'not recorded'} |",
+             f"| iterations (this checkpoint) | {info.get('iterations', 'not recorded')} |",
+             f"| training wall time to this checkpoint | "
+             f"{_hours(info['wall_time_s']) if 'wall_time_s' in info else 'not recorded'} |",
+             f"| machine | {info.get('machine', 'not recorded')} |",
+             f"| seed | {info.get('seed', 'not recorded')} |", "",
+             *([f"Started from `{info['init']}` (`--init`).", ""] if "init" in info else []),
+             # A file written before runs kept their history records its writer's command.
+             ("Command of the process that wrote this checkpoint (recorded in it):"
+              if "--resume" in info.get("command", "") else
+              "Command that started the run (recorded in the checkpoint):"), "",
+             "```bash", info.get("command", "not recorded"), "```"]
+    if info.get("resumed"):
+        lines += ["", "Resumed with:", "", "```bash", *info["resumed"], "```"]
+    return lines
 
 
 def compare(shipped: dict, candidate: dict, method: str = "DDIR",
