@@ -88,6 +88,24 @@ def test_a_wide_share_draws_cameras_beyond_the_ranges_and_none_keeps_the_old_dra
     assert 40 < sum(not RANGES.holds(p) for p in half) < 160
 
 
+def test_the_soft_ranges_keep_the_wide_ones_without_their_sharp_end():
+    """`--wide-ranges soft`: the same draws as WIDE but with the blur from RANGES' lower bound;
+    the default stays WIDE, draw for draw."""
+    from training.degradation import RANGES, SOFT, WIDE, WIDER_RANGES
+    assert WIDER_RANGES == {"wide": WIDE, "soft": SOFT}
+    assert all(draw_params(np.random.default_rng(i), wide_share=0.5)
+               == draw_params(np.random.default_rng(i), wide_share=0.5, wide=WIDE)
+               for i in range(20))
+    soft = [draw_params(np.random.default_rng(i), wide_share=1.0, wide=SOFT) for i in range(200)]
+    assert all(SOFT.holds(p) and WIDE.holds(p) for p in soft)
+    assert min(p.blur_sigma_minor for p in soft) >= RANGES.blur_sigma[0]
+    assert max(p.blur_sigma_major for p in soft) > RANGES.blur_sigma[1]
+    assert sum(not RANGES.holds(p) for p in soft) > 100
+    args = train.parse_args(["--wide-degradation", "0.25", "--wide-ranges", "soft"])
+    assert (args.wide_degradation, args.wide_ranges) == (0.25, "soft")
+    assert train.parse_args([]).wide_ranges == "wide"
+
+
 def test_degradation_variants_leave_out_one_stage_each(rng):
     """The ablation's variants (`training.ablate_degradation`): each switches its stages off
     after the same draw, so runs differ only in what the variant names."""

@@ -29,7 +29,7 @@ import torch
 
 from ddir_zoom.imaging.io import load_photo
 from ddir_zoom.imaging.resample import apply_axis, axis_weights, sample_bicubic
-from training.degradation import SCALE_RANGE, VARIANTS, degrade
+from training.degradation import SCALE_RANGE, VARIANTS, WIDE, Ranges, degrade
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 CITY100_VALIDATION = ("001", "016", "048", "060", "098")
@@ -273,14 +273,15 @@ class SyntheticSource:
 
     def __init__(self, folders: Sequence[str | Path],
                  scale_range: ScaleSampler | tuple[float, float] = SCALE_RANGE,
-                 min_side: int = 0, degradation: str = "full", wide_share: float = 0.0
-                 ) -> None:
+                 min_side: int = 0, degradation: str = "full", wide_share: float = 0.0,
+                 wide: Ranges = WIDE) -> None:
         if degradation not in VARIANTS:
             raise ValueError(f"unknown degradation {degradation!r}")
         if not 0.0 <= wide_share <= 1.0:
             raise ValueError(f"wide_share must lie in [0, 1], got {wide_share}")
         self.degradation = degradation
         self.wide_share = wide_share
+        self.wide = wide
         self.images = []
         for folder in folders:
             for path in sorted(Path(folder).rglob("*")):
@@ -305,7 +306,7 @@ class SyntheticSource:
         hr = _float(image[top:top + crop, left:left + crop])
         lr_size = patch + 2 * margin
         lr, _ = degrade(hr, scale, rng, out_shape=(lr_size, lr_size), variant=self.degradation,
-                        wide_share=self.wide_share)
+                        wide_share=self.wide_share, wide=self.wide)
         # Drop the margin, where blur saw the crop's edge rather than the photo.
         coords, rgb = hr_pixels_in_patch(hr, (scale, scale), (margin, margin), patch)
         return Sample(lr[margin:margin + patch, margin:margin + patch], coords, rgb,

@@ -103,18 +103,29 @@ draw a share of its samples from here (`draw_params(wide_share=...)`) so that a 
 ours still gains (`training.camera_sweep` measures it)."""
 
 
-def draw_params(rng: np.random.Generator, variant: str = "full", wide_share: float = 0.0
-                ) -> DegradationParams:
+SOFT = Ranges(blur_sigma=(0.3, 2.0), log10_noise_shot=WIDE.log10_noise_shot,
+              log10_noise_read=WIDE.log10_noise_read, sharpen_amount=WIDE.sharpen_amount,
+              jpeg_quality=WIDE.jpeg_quality)
+"""`WIDE` without its sharp end: blur from `RANGES`' lower bound up. A share of 0.5 from `WIDE`
+cost 0.05-0.15 dB on sharp inputs and its blur below 0.3 LR pixels did not help near-perfect
+sampling (README, Quality), so this variant keeps only the softer, noisier cameras."""
+
+WIDER_RANGES = {"wide": WIDE, "soft": SOFT}
+"""The ranges a training run may draw its wide share from, by name (`train.py --wide-ranges`)."""
+
+
+def draw_params(rng: np.random.Generator, variant: str = "full", wide_share: float = 0.0,
+                wide: Ranges = WIDE) -> DegradationParams:
     """Draw degradation parameters: a real wide shot is a little softer and noisier than the
     telephoto shot, often sharpened in camera and JPEG-compressed, not ruined.
 
     variant: a name in `VARIANTS`; its missing stages are switched off after the draw.
-    wide_share: the probability of drawing from `WIDE` instead of `RANGES`. At 0 no extra
-    random number is drawn, so a seed gives the draws it always gave.
+    wide_share: the probability of drawing from `wide` (default `WIDE`) instead of `RANGES`.
+    At 0 no extra random number is drawn, so a seed gives the draws it always gave.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown degradation {variant!r}; one of {', '.join(VARIANTS)}")
-    r = WIDE if wide_share > 0.0 and rng.random() < wide_share else RANGES
+    r = wide if wide_share > 0.0 and rng.random() < wide_share else RANGES
     major = float(rng.uniform(*r.blur_sigma))
     anisotropic = rng.random() < 0.4
     minor = float(rng.uniform(r.blur_sigma[0], major)) if anisotropic else major
@@ -201,16 +212,17 @@ def degrade(
     out_shape: tuple[int, int] | None = None,
     variant: str = "full",
     wide_share: float = 0.0,
+    wide: Ranges = WIDE,
 ) -> tuple[np.ndarray, DegradationParams]:
     """LR image (float32 (h, w, 3) in [0, 1]) of `hr` at `scale` > 1, and the parameters used.
 
     out_shape: LR size; default round(H / scale) x round(W / scale).
     variant: which stages of the pipeline run (`VARIANTS`), when `params` is not given.
-    wide_share: see `draw_params`.
+    wide_share, wide: see `draw_params`.
     """
     if scale <= 1.0:
         raise ValueError(f"the degradation scale must exceed 1, got {scale}")
-    params = params or draw_params(rng, variant, wide_share)
+    params = params or draw_params(rng, variant, wide_share, wide)
     hr = np.asarray(hr, dtype=np.float32)
     blurred = hr
     if params.blur_sigma_major > 0.0:

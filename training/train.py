@@ -53,7 +53,7 @@ from training.data import (
     ScaleSampler,
     SyntheticSource,
 )
-from training.degradation import VARIANTS
+from training.degradation import VARIANTS, WIDER_RANGES
 from training.distributed import Ranks, any_rank, barrier, from_main, setup, teardown
 from training.evaluate import city100_pairs, model_method, score, synthetic_pairs
 from training.loader import BatchStream, batch_loader
@@ -102,6 +102,9 @@ def parse_args(argv: list[str] | None = None, only_given: bool = False) -> argpa
     g.add_argument("--wide-degradation", type=_share, default=0.0, metavar="SHARE",
                    help="share of synthetic samples drawn from the wide ranges "
                    "(training.degradation.WIDE: cameras unlike ours); default 0")
+    g.add_argument("--wide-ranges", choices=list(WIDER_RANGES), default="wide",
+                   help="which wide ranges that share draws from: wide (WIDE) or soft "
+                   "(training.degradation.SOFT: WIDE without its sharp end)")
     g.add_argument("--pregenerated", action="append", default=[], metavar="DIR",
                    help="pairs degraded ahead of training (python -m training.pregenerate)")
     g.add_argument("--mix", default="",
@@ -177,7 +180,8 @@ def build_sources(args: argparse.Namespace) -> Mixture:
     if args.photos:
         sources.append(SyntheticSource(args.photos, scale_range=scale_range,
                                        degradation=args.degradation,
-                                       wide_share=args.wide_degradation))
+                                       wide_share=args.wide_degradation,
+                                       wide=WIDER_RANGES[args.wide_ranges]))
     for folder in args.pregenerated:
         sources.append(PregeneratedSource(folder))
     weights = {}
