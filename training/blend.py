@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ddir_zoom.models import CheckpointError, ImplicitSR, load_checkpoint, save_checkpoint
-from training.ship import ANCHOR_KEYS
+from training.ship import anchor_differences
 
 RUN_KEYS = ("data", "command", "resumed", "init", "iterations", "wall_time_s", "ema", "seed",
             "machine")
@@ -64,14 +64,10 @@ def blend(a_path: str | Path, b_path: str | Path, target: str | Path, weight: fl
     returns its info."""
     model_a, info_a = load_checkpoint(a_path, "cpu")
     model_b, info_b = load_checkpoint(b_path, "cpu")
-    if model_a.config != model_b.config:
-        raise ValueError(f"the models differ in architecture: {model_a.config} != "
-                         f"{model_b.config}")
-    for key in ANCHOR_KEYS:
-        if getattr(model_a, key) != getattr(model_b, key):
-            raise ValueError(f"the models render differently ({key}: {getattr(model_a, key)!r} "
-                             f"!= {getattr(model_b, key)!r}); ship both with the same settings")
-    model = blend_models(model_a, model_b, weight)
+    model = blend_models(model_a, model_b, weight)  # refuses other architectures first
+    if found := anchor_differences(model_a, model_b):
+        raise ValueError(f"the models render differently ({'; '.join(found)}); ship both "
+                         "with the same settings")
     info = {key: value for key, value in info_a.items() if key not in RUN_KEYS}
     info["blend"] = {
         "weight": weight,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ddir_zoom.models import CheckpointError, load_checkpoint, save_checkpoint
+from ddir_zoom.models import CheckpointError, ImplicitSR, load_checkpoint, save_checkpoint
 from ddir_zoom.models.tone_anchor import check_sigma
 
 ANCHOR_KEYS = ("tone_anchor", "tone_anchor_sigma", "tone_anchor_checkerboard")
@@ -50,6 +50,12 @@ def ship(source: str | Path, target: str | Path, tone_anchor: bool = False,
     return info
 
 
+def anchor_differences(a: ImplicitSR, b: ImplicitSR) -> list[str]:
+    """How two loaded models' inference settings (`ANCHOR_KEYS`) differ; empty if not."""
+    return [f"{key}: {getattr(a, key)!r} != {getattr(b, key)!r}"
+            for key in ANCHOR_KEYS if getattr(a, key) != getattr(b, key)]
+
+
 def differences(a: str | Path, b: str | Path) -> list[str]:
     """What differs between two model files in what a render uses, each loaded as the viewer
     loads it (`load_checkpoint`: shapes checked before any tensor is read): the architecture
@@ -58,8 +64,7 @@ def differences(a: str | Path, b: str | Path) -> list[str]:
     (model_a, _), (model_b, _) = load_checkpoint(a, "cpu"), load_checkpoint(b, "cpu")
     if model_a.config != model_b.config:
         return [f"config: {model_a.config} != {model_b.config}"]
-    found = [f"{key}: {getattr(model_a, key)!r} != {getattr(model_b, key)!r}"
-             for key in ANCHOR_KEYS if getattr(model_a, key) != getattr(model_b, key)]
+    found = anchor_differences(model_a, model_b)
     weights_b = model_b.state_dict()
     found += [f"tensor {name}: differs" for name, tensor in model_a.state_dict().items()
               if not torch.equal(tensor, weights_b[name])]
