@@ -625,6 +625,15 @@ def test_report_compare_ships_only_a_candidate_better_everywhere():
     # A candidate recorded under another name; the command line's exit status is the decision.
     assert report.compare(shipped, report_of("new", {2: 30.1, 3: 27.05}), "DDIR", "new")[1]
     assert "| set14 (synthetic) x3 | 27.00 | 27.05 | +0.05 |" in report.compare(shipped, better)[0]
+    # With a tolerance a row may lose up to that much, not more; tones still decide.
+    slightly_lower = report_of("DDIR", {2: 30.1, 3: 26.92})
+    assert not report.compare(shipped, slightly_lower)[1]
+    text, ship = report.compare(shipped, slightly_lower, tolerance=0.10)
+    assert ship and "within 0.10 dB on all 2 rows" in text
+    text, ship = report.compare(shipped, report_of("DDIR", {2: 30.1, 3: 26.85}), tolerance=0.10)
+    assert not ship and "-0.15 **loses > 0.10**" in text
+    assert not report.compare(shipped, report_of("DDIR", {2: 30.1, 3: 27.1}, tone_ok=False),
+                              tolerance=0.10)[1]
 
 
 def test_report_compare_command_exits_by_its_decision(tmp_path, capsys):
@@ -639,6 +648,16 @@ def test_report_compare_command_exits_by_its_decision(tmp_path, capsys):
     assert "Ship: gains on all 1 rows" in capsys.readouterr().out
     assert report.main(["compare", "--shipped", old, "--candidate", bad]) == 1
     assert "1 row(s) without gain" in capsys.readouterr().out
+    close = write("close.json", 25.92)
+    assert report.main(["compare", "--shipped", old, "--candidate", close,
+                        "--tolerance", "0.10"]) == 0
+    assert "Ship: within 0.10 dB on all 1 rows" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        report.main(["compare", "--shipped", old, "--candidate", bad, "--tolerance", "-1"])
+    capsys.readouterr()
+    assert report.main(["compare", "--shipped", old, "--candidate", bad,
+                        "--tolerance", "0.05"]) == 1
+    assert "1 row(s) losing more than 0.05 dB" in capsys.readouterr().out
 
 
 def test_report_merges_evaluations_run_apart():
