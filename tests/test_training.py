@@ -773,6 +773,20 @@ def test_camera_sweep_scores_each_profile_against_bicubic(tmp_path, rng):
     with pytest.raises(ValueError, match="bicubic figures differ"):
         camera_sweep.merge([{"methods": ["bicubic", "DDIR"], "rows": rows},
                             {"methods": ["bicubic", "B"], "rows": other}])
+    # One name with the same figures twice (LIIF in two sweeps) merges; other figures do not.
+    again, _ = camera_sweep.merge([{"methods": ["bicubic", "DDIR"], "rows": rows},
+                                   {"methods": ["bicubic", "DDIR"], "rows": rows}])
+    assert again == merged_first(rows)
+    renamed = [{**r, "methods": {"bicubic": r["methods"]["bicubic"],
+                                 "DDIR": {**r["methods"]["DDIR"], "psnr": 99.0}}} for r in rows]
+    with pytest.raises(ValueError, match="'DDIR' has different figures"):
+        camera_sweep.merge([{"methods": ["bicubic", "DDIR"], "rows": rows},
+                            {"methods": ["bicubic", "DDIR"], "rows": renamed}])
+
+
+def merged_first(rows: list[dict]) -> list[dict]:
+    """What merging one sweep alone gives: its rows, each with its own methods."""
+    return [{**r, "methods": dict(r["methods"])} for r in rows]
 
 
 def test_camera_sweep_compare_refuses_a_candidate_that_loses_on_any_profile(tmp_path):

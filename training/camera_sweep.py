@@ -158,7 +158,8 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
 
 def merge(reports: list[dict]) -> tuple[list[dict], list[str]]:
     """Rows and methods of sweeps run apart (a new model beside the shipped ones); they must
-    share their crops and seed, so that every bicubic figure agrees."""
+    share their crops and seed, so that every bicubic figure agrees, and a method named in two
+    of them must have the same figures in both (ValueError otherwise)."""
     rows: dict[tuple[str, float], dict] = {}
     methods: list[str] = []
     for report in reports:
@@ -174,7 +175,14 @@ def merge(reports: list[dict]) -> tuple[list[dict], list[str]]:
                    - row["methods"]["bicubic"]["psnr"]) > 1e-9:
                 raise ValueError(f"{key}: the sweeps' bicubic figures differ: other crops, "
                                  "limit or seed")
-            rows[key]["methods"].update(row["methods"])
+            for m, scores in row["methods"].items():
+                known = rows[key]["methods"].get(m)
+                if m != "bicubic" and known is not None and known != scores:
+                    # Two sweeps of different files under one name (the shipped DDIR before and
+                    # after a new one shipped): one column would silently hide the other.
+                    raise ValueError(f"{key}: method {m!r} has different figures in two sweeps; "
+                                     "score one of them under another name")
+                rows[key]["methods"][m] = scores
     return list(rows.values()), methods
 
 
