@@ -180,6 +180,16 @@ def test_a_blend_lies_on_the_line_between_two_models_and_records_both(tmp_path, 
     assert info["blend"]["b"]["command"] == "train b"
     card = report.model_card(target, "DDIR", None, None)  # its model card shows both runs
     assert "0.75 x A + 0.25 x B" in card and "train a" in card and "train b" in card
+    # with A's run's log and B's, each marks the rows logged after the model it gave
+    log_a, log_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path, steps in ((log_a, (400, 800, 1200)), (log_b, (25, 50, 75))):
+        path.write_text("".join(json.dumps({"step": s, "lr": 1e-4, "loss": 0.1, "improved": True,
+                                            "val_psnr": {"set5": 30.0}, "elapsed_s": 60.0}) + "\n"
+                                for s in steps))
+    card = report.model_card(target, "DDIR", [log_a, log_b], None)
+    later = [line.split(" | ")[0] for line in card.splitlines() if "(after" in line]
+    assert later == ["| 1200", "| 75"]
+    assert "| 1200 |" in card and card.count("(after A)") == 1 and card.count("(after B)") == 1
     assert blend.main([str(a), str(b), str(target), "--weight", "0.5"]) == 1  # no --force
 
 

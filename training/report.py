@@ -181,25 +181,33 @@ def model_card(checkpoint: str | Path, name: str,
                   else "A blend of two models' weights (`python -m training.blend`).", ""]
         for label in ("a", "b"):
             part = blend.get(label, {})
-            lines += [f"## {label.upper()}: `{part.get('file', 'not recorded')}`", "",
-                      *_run_record(part)]
+            lines += [f"## {label.upper()}: `{part.get('file', 'not recorded')}` (its name when "
+                      "blended)", "", *_run_record(part)]
     else:
         lines += _run_record(info)
     logs = [log] if isinstance(log, (str, Path)) else list(log or [])
-    for part in logs:
+    # Which model each log's rows lead to: the last log is this file's own run (for a blend,
+    # B's run, and the log before it A's), which may have trained on after writing it.
+    owners: dict[int, tuple[object, str]] = {}
+    if logs and "blend" in info:
+        owners[len(logs) - 1] = (info["blend"].get("b", {}).get("iterations"), "(after B)")
+        if len(logs) > 1:
+            owners[len(logs) - 2] = (info["blend"].get("a", {}).get("iterations"), "(after A)")
+    elif logs:
+        owners[len(logs) - 1] = (info.get("iterations"), "(after this file)")
+    for index, part in enumerate(logs):
         # One table per log: a run continued from another (--init) counts its steps afresh.
         lines += ["", f"Validation during the run (PSNR-Y, dB; from `{part}`):", ""]
         records = [json.loads(line) for line in Path(part).read_text().splitlines() if line]
         keys = list(records[0]["val_psnr"]) if records else []
         lines += ["| step | lr | train loss | " + " | ".join(keys) + " | wall time | best |",
                   "|---|---|---|" + "---|" * len(keys) + "---|---|"]
-        # The last log is this file's own run, which may have trained on after writing it.
-        own_step = info.get("iterations") if part is logs[-1] else None
+        own_step, after = owners.get(index, (None, ""))
         for r in records:
             scores = " | ".join(f"{r['val_psnr'][k]:.2f}" for k in keys)
             best = "yes" if r["improved"] else ""
             if isinstance(own_step, int) and r["step"] > own_step:
-                best = f"{best} (after this file)".strip()
+                best = f"{best} {after}".strip()
             lines.append(f"| {r['step']} | {r['lr']:g} | {r['loss']:.4f} | {scores} | "
                          f"{_hours(r['elapsed_s'])} | {best} |")
     if quality is not None:
@@ -327,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("checkpoint")
     c.add_argument("--name", required=True)
     c.add_argument("--log", nargs="+", help="the run's log.jsonl; several for a run continued "
-                   "in stages (a table each)")
+                   "in stages (a table each), the file's own run last (for a blend: A's run, "
+                   "then B's)")
     c.add_argument("--quality", nargs="+", help="evaluate.py JSON files, merged")
     c.add_argument("--notes", help="a markdown file appended to the card (the run's history)")
     c.add_argument("-o", "--output")
