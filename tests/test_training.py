@@ -812,3 +812,11 @@ def test_camera_sweep_compare_refuses_a_candidate_that_loses_on_any_profile(tmp_
         (tmp_path / name).write_text(json.dumps(rep))
     assert camera_sweep.main(["--compare", str(tmp_path / "shipped.json"),
                               str(tmp_path / "c.json")]) == 1
+    # A candidate under the shipped model's own name is compared, not taken for the shipped one.
+    table, ship = camera_sweep.compare(shipped, report("DDIR", [0.0, -0.2, 0.0]))
+    assert not ship and "| soft | x2 | 27.00 | 26.80 | -0.200 **loses**" in table
+    assert camera_sweep.compare(shipped, report("DDIR", [0.0, 0.01, 0.0]))[1]
+    other_crops = report("C", [0.0, 0.0, 0.0])
+    other_crops["rows"][0]["methods"]["bicubic"] = {"psnr": 24.0}
+    with pytest.raises(ValueError, match="bicubic figures differ"):
+        camera_sweep.compare(shipped, other_crops)
