@@ -156,6 +156,14 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _same_crops(key: tuple[str, float], row: dict, other: dict) -> None:
+    """Two sweeps' rows of one profile and scale compare only on the same crops and seed:
+    then their bicubic figures agree (ValueError otherwise)."""
+    if abs(row["methods"]["bicubic"]["psnr"] - other["methods"]["bicubic"]["psnr"]) > 1e-9:
+        raise ValueError(f"{key}: the sweeps' bicubic figures differ: other crops, limit or "
+                         "seed")
+
+
 def merge(reports: list[dict]) -> tuple[list[dict], list[str]]:
     """Rows and methods of sweeps run apart (a new model beside the shipped ones); they must
     share their crops and seed, so that every bicubic figure agrees, and a method named in two
@@ -171,10 +179,7 @@ def merge(reports: list[dict]) -> tuple[list[dict], list[str]]:
             if key not in rows:
                 rows[key] = {**row, "methods": dict(row["methods"])}
                 continue
-            if abs(rows[key]["methods"]["bicubic"]["psnr"]
-                   - row["methods"]["bicubic"]["psnr"]) > 1e-9:
-                raise ValueError(f"{key}: the sweeps' bicubic figures differ: other crops, "
-                                 "limit or seed")
+            _same_crops(key, rows[key], row)
             for m, scores in row["methods"].items():
                 known = rows[key]["methods"].get(m)
                 if m != "bicubic" and known is not None and known != scores:
@@ -208,10 +213,8 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
     failed = 0
     for row in shipped["rows"]:
         other = theirs.get((row["profile"], row["scale"]))
-        if other is not None and abs(other["methods"]["bicubic"]["psnr"]
-                                     - row["methods"]["bicubic"]["psnr"]) > 1e-9:
-            raise ValueError(f"{row['profile']} x{row['scale']:g}: the sweeps' bicubic figures "
-                             "differ: other crops, limit or seed")
+        if other is not None:
+            _same_crops((row["profile"], row["scale"]), row, other)
         old = row["methods"].get(method)
         new = other["methods"].get(candidate_method) if other is not None else None
         if old is None:

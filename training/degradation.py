@@ -103,9 +103,7 @@ draw a share of its samples from here (`draw_params(wide_share=...)`) so that a 
 ours still gains (`training.camera_sweep` measures it)."""
 
 
-SOFT = Ranges(blur_sigma=(0.3, 2.0), log10_noise_shot=WIDE.log10_noise_shot,
-              log10_noise_read=WIDE.log10_noise_read, sharpen_amount=WIDE.sharpen_amount,
-              jpeg_quality=WIDE.jpeg_quality)
+SOFT = replace(WIDE, blur_sigma=(RANGES.blur_sigma[0], WIDE.blur_sigma[1]))
 """`WIDE` without its sharp end: blur from `RANGES`' lower bound up. A share of 0.5 from `WIDE`
 cost 0.05-0.15 dB on sharp inputs and its blur below 0.3 LR pixels did not help near-perfect
 sampling (README, Quality), so this variant keeps only the softer, noisier cameras."""

@@ -269,11 +269,11 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
         missing += "tone_ok" not in r  # a row whose tones were not checked is no evidence
         if title in old:
             change = r["psnr"] - old[title]["psnr"]
-            short = change <= 0 if tolerance == 0 else change < -tolerance
-            worse += short
+            falls_short = change <= 0 if tolerance == 0 else change < -tolerance
+            worse += falls_short
             flag = (" **no gain**" if tolerance == 0 else f" **loses > {tolerance:.2f}**")
             lines.append(f"| {title} | {old[title]['psnr']:.2f} | {r['psnr']:.2f} | "
-                         f"{change:+.2f}{flag if short else ''} | {tone_cell(r)} |")
+                         f"{change:+.2f}{flag if falls_short else ''} | {tone_cell(r)} |")
         else:
             lines.append(f"| {title} | - | {r['psnr']:.2f} | - | {tone_cell(r)} |")
     for folder in sorted(old_photos | set(new_photos)):
@@ -286,9 +286,9 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
         lines.append(f"| {name} | - | - | - | {tone_cell(new_photos[folder])} |")
     ship = not (missing or worse or shifted) and bool(old)
     kept = "gains on all" if tolerance == 0 else f"within {tolerance:.2f} dB on all"
-    short = "without gain" if tolerance == 0 else f"losing more than {tolerance:.2f} dB"
+    lost = "without gain" if tolerance == 0 else f"losing more than {tolerance:.2f} dB"
     verdict = (f"Ship: {kept} {len(old)} rows, tones kept." if ship else
-               f"Do not ship: {worse} row(s) {short}, {shifted} shifted tone(s), "
+               f"Do not ship: {worse} row(s) {lost}, {shifted} shifted tone(s), "
                f"{missing} row(s) or photo set(s) not measured"
                + ("" if old else ", nothing to compare with") + ".")
     return "\n".join([*lines, "", verdict]), ship
