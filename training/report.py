@@ -256,6 +256,18 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
     new_photos = {e["folder"]: e["table"][cand] for e in candidate.get("tone", [])
                   if cand in e["table"]}
 
+    # The rule, in one place: by default every row must gain; with a tolerance, none may lose
+    # more than it.
+    if tolerance == 0:
+        def falls_short(change: float) -> bool:
+            return change <= 0
+        flag, kept, lost = " **no gain**", "gains on all", "without gain"
+    else:
+        def falls_short(change: float) -> bool:
+            return change < -tolerance
+        flag = f" **loses > {tolerance:.2f}**"
+        kept, lost = f"within {tolerance:.2f} dB on all", f"losing more than {tolerance:.2f} dB"
+
     lines = ["| row | shipped | candidate | change | candidate's tones (MAD / contrast) |",
              "|---|---|---|---|---|"]
     missing, worse, shifted = 0, 0, 0
@@ -269,11 +281,10 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
         missing += "tone_ok" not in r  # a row whose tones were not checked is no evidence
         if title in old:
             change = r["psnr"] - old[title]["psnr"]
-            falls_short = change <= 0 if tolerance == 0 else change < -tolerance
-            worse += falls_short
-            flag = (" **no gain**" if tolerance == 0 else f" **loses > {tolerance:.2f}**")
+            short = falls_short(change)
+            worse += short
             lines.append(f"| {title} | {old[title]['psnr']:.2f} | {r['psnr']:.2f} | "
-                         f"{change:+.2f}{flag if falls_short else ''} | {tone_cell(r)} |")
+                         f"{change:+.2f}{flag if short else ''} | {tone_cell(r)} |")
         else:
             lines.append(f"| {title} | - | {r['psnr']:.2f} | - | {tone_cell(r)} |")
     for folder in sorted(old_photos | set(new_photos)):
@@ -285,8 +296,6 @@ def compare(shipped: dict, candidate: dict, method: str = "DDIR",
         shifted += not new_photos[folder]["tone_ok"]
         lines.append(f"| {name} | - | - | - | {tone_cell(new_photos[folder])} |")
     ship = not (missing or worse or shifted) and bool(old)
-    kept = "gains on all" if tolerance == 0 else f"within {tolerance:.2f} dB on all"
-    lost = "without gain" if tolerance == 0 else f"losing more than {tolerance:.2f} dB"
     verdict = (f"Ship: {kept} {len(old)} rows, tones kept." if ship else
                f"Do not ship: {worse} row(s) {lost}, {shifted} shifted tone(s), "
                f"{missing} row(s) or photo set(s) not measured"
