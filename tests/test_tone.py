@@ -76,3 +76,28 @@ def test_shipped_models_keep_tones(crops, path):
                 zoomed = upscale_image(model, photo, s)
             error = tone_error(zoomed, photo, s)
             assert error.ok(), f"{path.name} at x{s}: {error}"
+
+
+def test_an_evaluation_row_is_judged_against_the_truth_not_the_degraded_input():
+    """On a pair the LR's own low-pass is off by its degradation (here: its left half three
+    levels darker, as blur and sharpening move block means): the truth itself must pass,
+    and a zoom that moves further from it than the LR did must not."""
+    from training import evaluate, report
+
+    rng = np.random.default_rng(3)
+    hr = np.clip(0.5 + 0.2 * np.kron(rng.standard_normal((12, 12)), np.ones((8, 8))), 0, 1)
+    hr = hr[..., None].repeat(3, 2).astype(np.float32)
+    lr = evaluate.resize(hr, scale=0.5, method="area")
+    lr[:, : lr.shape[1] // 2] -= 3.0 / 255  # the degradation's tone change
+    pair = evaluate.Pair("p", lr, hr, (2.0, 2.0))
+    methods = {"truth": lambda *_: hr,
+               "brighter": lambda *_: np.clip(hr + 3.0 / 255, 0, 1)}
+    table = evaluate.score([pair], methods)
+    assert table["truth"]["tone_mad_255"] > TOLERANCE.mad_255  # off the LR's tones ...
+    assert table["truth"]["tone_ok"]                          # ... and right
+    assert table["truth"]["truth_tone_mad_255"] < 0.05
+    assert table["truth"]["lr_truth_tone_mad_255"] > 1.0
+    assert not table["brighter"]["tone_ok"]
+    assert table["brighter"]["truth_tone_excess_mad_255"] > TOLERANCE.mad_255
+    assert report.tone_cell(table["truth"]).startswith("0.00 / 0.00 vs truth (LR 1.4")
+    assert report.tone_cell(table["brighter"]).endswith("**shifted**")

@@ -105,18 +105,25 @@ def bar_check(report: dict, ddir: str = "DDIR", against: tuple[str, ...] = ("bic
 
 
 def tone_cell(r: dict) -> str:
-    """One method's tone result: MAD / contrast change in levels, flagged when shifted."""
+    """One method's tone result: MAD / contrast change in levels, flagged when shifted. A row
+    with a truth is judged against it (`tone.truth_check`): the zoom's error against the truth,
+    then the LR's own; a row scored before that, or a photo, against the LR."""
     if "tone_mad_255" not in r or "tone_ok" not in r:
         return "not measured"
     flag = "" if r["tone_ok"] else " **shifted**"
+    if "truth_tone_mad_255" in r:
+        return (f"{r['truth_tone_mad_255']:.2f} / {r['truth_tone_contrast_255']:.2f} vs truth "
+                f"(LR {r['lr_truth_tone_mad_255']:.2f} / "
+                f"{r['lr_truth_tone_contrast_255']:.2f}){flag}")
     contrast = r.get("tone_contrast_255")
     second = f"{contrast:.2f}" if contrast is not None else f"gain {r['tone_gain_error']:.3f}"
     return f"{r['tone_mad_255']:.2f} / {second}{flag}"
 
 
 def tone_markdown(report: dict) -> str:
-    """Worst tone error per method: over each evaluation set (against the LR input) and over the
-    tone check's photos and scales."""
+    """Worst tone error per method: over each evaluation set (against the truth, next to the LR
+    input's own; against the LR input in results scored before) and over the tone check's
+    photos and scales (against the photo)."""
     methods: list[str] = []
     for table in [r["table"] for r in report["results"]] + [t["table"] for t in
                                                             report.get("tone", [])]:
@@ -156,8 +163,10 @@ def per_image_check(report: dict, ddir: str = "DDIR", baseline: str = "bicubic"
 def quality_markdown(report: dict, ddir: str = "DDIR",
                      against: tuple[str, ...] = ("bicubic",)) -> str:
     lines = [quality_table(report) if report["results"] else "", "",
-             "Tone error, worst image: MAD / contrast change, in 8-bit levels (tolerance 1.0 / "
-             "1.0, `training/tone.py`):", "", tone_markdown(report), "", "The bar:", ""]
+             "Tone error, worst image: MAD / contrast change, in 8-bit levels (`training/tone.py`:"
+             " on an evaluation row against the truth, shifted when a zoom is further from it"
+             " than the LR input by more than 1.0 / 1.0 on any image; on photos against the "
+             "photo, tolerance 1.0 / 1.0):", "", tone_markdown(report), "", "The bar:", ""]
     for statement, holds in bar_check(report, ddir, against):
         lines.append(f"- {statement}: {'holds' if holds else '**does not hold**'}")
     per_image = per_image_check(report, ddir)
