@@ -54,7 +54,14 @@ from ddir_zoom.threads import configure
 from training.data import CITY100_EFFECTIVE_SCALE, CITY100_VALIDATION, list_images, load_city100
 from training.degradation import degrade
 from training.metrics import psnr_y, shave_for_scale, ssim_y
-from training.tone import tone_error, truth_check, truth_gap, worst
+from training.tone import (
+    shrink_back,
+    shrunk_error,
+    tone_error,
+    truth_check,
+    truth_on_photo_grid,
+    worst,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # A trailing LR/HR tag with an optional scale (_LR4, _HR, -lr_x2, _LRx2dot5) or a bare scale (x4).
@@ -211,12 +218,16 @@ def score(pairs: list[Pair], methods: dict[str, Method]) -> dict[str, dict]:
         names.append(name)
     for pair in pairs:
         shave = shave_for_scale(max(pair.scale))
+        # The truth and the LR's own distance from it are the pair's, whatever the method.
+        truth = truth_on_photo_grid(pair.hr, pair.lr.shape, pair.scale)
+        lr_from_truth = tone_error(pair.lr, truth, 1.0)
         for name, method in methods.items():
             sr = method(pair.lr, pair.scale, pair.hr.shape[:2])
             results[name]["psnr"].append(psnr_y(sr, pair.hr, shave))
             results[name]["ssim"].append(ssim_y(sr, pair.hr, shave))
-            results[name]["tone"].append(tone_error(sr, pair.lr, pair.scale))
-            results[name]["truth"].append(truth_gap(sr, pair.lr, pair.hr, pair.scale))
+            back = shrink_back(sr, pair.lr.shape, pair.scale)  # once, for both references
+            results[name]["tone"].append(shrunk_error(back, pair.lr))
+            results[name]["truth"].append((shrunk_error(back, truth), lr_from_truth))
     table = {}
     for m, r in results.items():
         tone, truth = worst(r["tone"]), truth_check(r["truth"])

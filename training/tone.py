@@ -19,12 +19,12 @@ every scale (1.3-3.6 levels).
 On an evaluation pair the photo is a degraded LR and the scene's own tones are the HR's. The
 degradation moves block means itself (blur carries light across block edges, sharpening and
 clipping do not average out): on the worst image of every City100, Set14 and B100 row of the
-README's quality table the LR's low-pass lies 1.8-3.2 levels (MAD) from the HR's (`truth_gap`,
-recorded by `evaluate.py` as `lr_truth_tone_*`), so a zoom as good as the truth fails the check
-against the LR. There the check is made against the
-truth (`truth_check`): the zoom may not move further from the scene's tones than the photo it
-was given, by more than the tolerance. The check against the photo is the invariant for a
-user's own photo, which has no truth (the tone rows of `evaluate.py --tone`, and the tests).
+README's quality table the LR's low-pass lies 1.8-3.2 levels (MAD) from the HR's
+(`truth_on_photo_grid`, recorded by `evaluate.py` as `lr_truth_tone_*`), so a zoom as good as
+the truth fails the check against the LR. There the check is made against the truth
+(`truth_check`): the zoom may not move further from the scene's tones than the photo it was
+given, by more than the tolerance. The check against the photo is the invariant for a user's
+own photo, which has no truth (the tone rows of `evaluate.py --tone`, and the tests).
 """
 
 from __future__ import annotations
@@ -72,18 +72,36 @@ def lowpass(image: np.ndarray, factor: float = LOWPASS) -> np.ndarray:
     return resample_region(image, 1.0 / factor, (0, 0), shape, "area")
 
 
-def tone_error(zoomed: np.ndarray, photo: np.ndarray, scale: tuple[float, float] | float
-               ) -> ToneError:
+Scale = tuple[float, float] | float
+
+
+def _onto_photo_grid(image: np.ndarray, scale: Scale, shape: tuple[int, int]) -> np.ndarray:
+    """`image`, rendered at `scale` from a photo (pixel j showing the photo point (j + 0.5) / s),
+    area-averaged back onto the photo's first `shape` pixels."""
+    sy, sx = (scale, scale) if np.isscalar(scale) else scale
+    return resample_region(image, (1.0 / sy, 1.0 / sx), (0, 0), shape, "area")
+
+
+def shrink_back(zoomed: np.ndarray, photo_shape: tuple[int, ...], scale: Scale) -> np.ndarray:
+    """The zoom as shown (clamped to [0, 1]) area-averaged onto the photo's grid, over the photo
+    pixels it covers completely: the rendered grid may stop short of the photo's last row /
+    column (rounding)."""
+    sy, sx = (scale, scale) if np.isscalar(scale) else scale
+    h = min(photo_shape[0], int(zoomed.shape[0] / sy))
+    w = min(photo_shape[1], int(zoomed.shape[1] / sx))
+    return _onto_photo_grid(np.clip(zoomed, 0.0, 1.0), scale, (h, w))
+
+
+def tone_error(zoomed: np.ndarray, photo: np.ndarray, scale: Scale) -> ToneError:
     """How far `zoomed` (the photo rendered at `scale`, pixel j showing the photo point
     (j + 0.5) / s) departs from `photo`'s tones. Both float (h, w, 3) in [0, 1]."""
-    sy, sx = (scale, scale) if np.isscalar(scale) else scale
-    h, w = photo.shape[:2]
-    # The rendered grid may stop short of the photo's last row / column (rounding): compare
-    # only the photo pixels that the zoomed image covers completely.
-    h = min(h, int(zoomed.shape[0] / sy))
-    w = min(w, int(zoomed.shape[1] / sx))
-    back = resample_region(np.clip(zoomed, 0.0, 1.0), (1.0 / sy, 1.0 / sx), (0, 0), (h, w),
-                           "area")
+    return shrunk_error(shrink_back(zoomed, photo.shape, scale), photo)
+
+
+def shrunk_error(back: np.ndarray, photo: np.ndarray) -> ToneError:
+    """`tone_error` of a zoom already shrunk back (`shrink_back`): one shrinking serves every
+    reference on the photo's grid (the photo, the truth)."""
+    h, w = back.shape[:2]
     a = lowpass(back).reshape(-1, 3).astype(np.float64)
     b = lowpass(photo[:h, :w]).reshape(-1, 3).astype(np.float64)
     diff = (a - b) * 255.0
@@ -112,20 +130,12 @@ def worst(errors: list[ToneError]) -> ToneError:
                      contrast_255=max(e.contrast_255 for e in errors))
 
 
-def truth_on_photo_grid(hr: np.ndarray, photo_shape: tuple[int, ...],
-                        scale: tuple[float, float] | float) -> np.ndarray:
+def truth_on_photo_grid(hr: np.ndarray, photo_shape: tuple[int, ...], scale: Scale
+                        ) -> np.ndarray:
     """The HR image area-averaged onto the photo's pixel grid: the scene's tones as the photo
-    would show them without its degradation."""
-    sy, sx = (scale, scale) if np.isscalar(scale) else scale
-    return resample_region(hr, (1.0 / sy, 1.0 / sx), (0, 0), tuple(photo_shape[:2]), "area")
-
-
-def truth_gap(zoomed: np.ndarray, photo: np.ndarray, hr: np.ndarray,
-              scale: tuple[float, float] | float) -> tuple[ToneError, ToneError]:
-    """(the zoom against the truth, the photo itself against the truth), both measured as
-    `tone_error` measures against the photo, on the photo's grid."""
-    truth = truth_on_photo_grid(hr, photo.shape, scale)
-    return tone_error(zoomed, truth, scale), tone_error(photo, truth, 1.0)
+    would show them without its degradation. Against it, a zoom's error is `shrunk_error(back,
+    truth)` and the photo's own `tone_error(photo, truth, 1.0)`."""
+    return _onto_photo_grid(hr, scale, tuple(photo_shape[:2]))
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,8 @@ class TruthCheck:
 
 
 def truth_check(gaps: list[tuple[ToneError, ToneError]]) -> TruthCheck:
-    """`truth_gap` of every pair of a set, judged together: the check holds when on no image the
+    """(the zoom against the truth, the photo against the truth) for every pair of a set, judged
+    together: the check holds when on no image the
     zoom is further from the scene's tones than the photo was by more than the tolerance."""
     return TruthCheck(excess_mad_255=max(z.mad_255 - p.mad_255 for z, p in gaps),
                       excess_contrast_255=max(z.contrast_255 - p.contrast_255 for z, p in gaps),
